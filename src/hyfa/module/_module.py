@@ -1,0 +1,217 @@
+"""The HYFA torch module: donor hypergraph -> donor embeddings -> target hyperedges -> genes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from .._constants import REGISTRY_KEYS
+from ..nn import GaussianDecoder, HyperedgePredictor, HypergraphAttentionConv, MetageneEncoder
+from ._masks import fixed_split, random_split
+
+
+class HYFAModule(BaseModuleClass):
+    """Hypergraph factorization :cite:p:`Vinas2023` as an scvi-tools module.
+
+    ``inference`` embeds donors by message passing over the (donor, tissue, metagene)
+    hyperedges of their source tissues; ``generative`` predicts the metagene attributes of
+    target (donor, tissue) hyperedges and decodes them to a distribution over genes; ``loss`` is
+    the mean negative log-likelihood over each donor's targets, averaged over donors.
+
+    Parameters
+    ----------
+    n_genes
+        Genes per tissue.
+    n_tissues
+        Tissues.
+    n_cats_per_cov
+        Categories of each categorical donor covariate.
+    n_continuous_cov
+        Continuous donor covariates.
+    n_metagenes
+        Metagenes ``M``.
+    n_factors
+        Features per metagene (hyperedge attribute size).
+    n_donor_latent, n_tissue_latent, n_metagene_latent
+        Node embedding sizes.
+    n_heads, n_head_dim
+        Attention heads and message features per head.
+    n_graph_layers
+        Message-passing layers, each with its own weights.
+    n_predictor_layers
+        Hidden layers of the target hyperedge MLP.
+    n_hidden_decoder
+        Width of ``e_hat``, the decoder's hidden layer.
+    dropout_rate
+        Dropout throughout.
+    residual_update
+        ``h + phi_h(h, m)`` (default) or the paper's ``phi_h(h, m)``.
+    encoder_activation
+        ``"relu"`` (the paper) or ``None`` (the authors' linear encoder).
+    norm
+        Normalization inside every MLP: ``"layer"`` (default; each donor's prediction is
+        independent of its minibatch), ``"batch"`` (the authors' implementation) or ``None``.
+    validation_seed
+        Seed of the fixed source/target masks of donors evaluated in eval mode.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        n_tissues: int,
+        n_cats_per_cov: Sequence[int] | None = None,
+        n_continuous_cov: int = 0,
+        n_metagenes: int = 50,
+        n_factors: int = 98,
+        n_donor_latent: int = 71,
+        n_tissue_latent: int = 120,
+        n_metagene_latent: int = 48,
+        n_heads: int = 28,
+        n_head_dim: int = 28,
+        n_graph_layers: int = 2,
+        n_predictor_layers: int = 2,
+        n_hidden_decoder: int = 256,
+        dropout_rate: float = 0.174,
+        residual_update: bool = True,
+        encoder_activation: str | None = "relu",
+        norm: str | None = "layer",
+        validation_seed: int = 0,
+    ):
+        super().__init__()
+        self.n_genes = n_genes
+        self.n_tissues = n_tissues
+        self.n_cats_per_cov = list(n_cats_per_cov or [])
+        self.n_continuous_cov = n_continuous_cov
+        self.n_donor_latent = n_donor_latent
+        self.validation_seed = validation_seed
+        n_covariate_dims = sum(self.n_cats_per_cov) + n_continuous_cov
+        if n_covariate_dims > n_donor_latent:
+            raise ValueError(
+                f"Donor covariates take {n_covariate_dims} dimensions (one-hot categories + continuous) "
+                f"but n_donor_latent is {n_donor_latent}; raise n_donor_latent."
+            )
+        self.tissue_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_tissues, n_tissue_latent)))
+        self.metagene_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_metagenes, n_metagene_latent)))
+        self.encoder = MetageneEncoder(n_genes, n_metagenes, n_factors, activation=encoder_activation)
+        self.graph_layers = nn.ModuleList(
+            HypergraphAttentionConv(
+                n_donor_latent,
+                n_tissue_latent,
+                n_metagene_latent,
+                n_factors,
+                n_heads=n_heads,
+                n_head_dim=n_head_dim,
+                dropout_rate=dropout_rate,
+                residual=residual_update,
+                norm=norm,
+            )
+            for _ in range(n_graph_layers)
+        )
+        self.predictor = HyperedgePredictor(
+            [n_donor_latent, n_tissue_latent], n_metagene_latent, n_factors, n_predictor_layers, dropout_rate, norm
+        )
+        self.decoder = GaussianDecoder(n_metagenes * n_factors, n_genes, n_hidden_decoder, dropout_rate, norm=norm)
+
+    # -- donor nodes ---------------------------------------------------------------------------
+    def initial_donor(self, n_donors: int, cat_covs=None, cont_covs=None) -> torch.Tensor:
+        """Return initial donor features: covariates in the first dimensions, ones elsewhere."""
+        parts = []
+        if cat_covs is not None and self.n_cats_per_cov:
+            codes = cat_covs.long()
+            parts += [
+                nn.functional.one_hot(codes[:, i], n).float() for i, n in enumerate(self.n_cats_per_cov)
+            ]
+        if cont_covs is not None and self.n_continuous_cov:
+            parts.append(cont_covs.float())
+        h = torch.ones(n_donors, self.n_donor_latent, device=self.tissue_embedding.device)
+        if parts:
+            covariates = torch.cat(parts, dim=1)
+            h = torch.cat([covariates, h[:, covariates.shape[1] :]], dim=1)
+        return h
+
+    # -- scvi-tools module protocol -------------------------------------------------------------
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
+        x = tensors[REGISTRY_KEYS.X_KEY]
+        observed = tensors[REGISTRY_KEYS.OBSERVED_KEY] > 0
+        if self.training:
+            source, target = random_split(observed)
+        else:
+            source, target = fixed_split(observed, tensors[REGISTRY_KEYS.INDICES_KEY].ravel(), self.validation_seed)
+        return {
+            "x": x,
+            "source_mask": source,
+            "target_mask": target,
+            "cat_covs": tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
+            "cont_covs": tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
+        }
+
+    @auto_move_data
+    def inference(
+        self,
+        x: torch.Tensor,
+        source_mask: torch.Tensor,
+        target_mask: torch.Tensor | None = None,
+        cat_covs: torch.Tensor | None = None,
+        cont_covs: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Return donor embeddings from the expression of each donor's source tissues.
+
+        Parameters
+        ----------
+        x
+            ``(n_donors, n_tissues * n_genes)`` stacked expression.
+        source_mask
+            Boolean ``(n_donors, n_tissues)``: tissues whose hyperedges enter message passing.
+        target_mask
+            Boolean ``(n_donors, n_tissues)``; passed through for ``generative`` and ``loss``.
+        cat_covs, cont_covs
+            Registered donor covariates.
+        """
+        n_donors = x.shape[0]
+        x = x.view(n_donors, self.n_tissues, self.n_genes)
+        edge_donor, edge_tissue = source_mask.nonzero(as_tuple=True)
+        edge_attr = self.encoder(x[edge_donor, edge_tissue])
+        h = self.initial_donor(n_donors, cat_covs, cont_covs)
+        for layer in self.graph_layers:
+            h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, edge_donor, edge_tissue)
+        return {"donor": h, "source_mask": source_mask, "target_mask": target_mask}
+
+    def _get_generative_input(self, tensors, inference_outputs) -> dict:
+        donor_row, tissue_index = inference_outputs["target_mask"].nonzero(as_tuple=True)
+        return {"donor": inference_outputs["donor"][donor_row], "tissue_index": tissue_index}
+
+    @auto_move_data
+    def generative(self, donor: torch.Tensor, tissue_index: torch.Tensor) -> dict:
+        """Return the predictive distribution ``px`` of each target (donor, tissue) pair.
+
+        Parameters
+        ----------
+        donor
+            ``(n_targets, n_donor_latent)`` embedding of each target's donor.
+        tissue_index
+            ``(n_targets,)`` target tissue of each target.
+        """
+        metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
+        return {"px": self.decoder(metagene_attr)}
+
+    def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
+        """Return the mean over donors of the mean target negative log-likelihood per gene."""
+        target_mask = inference_outputs["target_mask"]
+        n_donors = target_mask.shape[0]
+        donor_row, tissue_index = target_mask.nonzero(as_tuple=True)
+        x = tensors[REGISTRY_KEYS.X_KEY].view(n_donors, self.n_tissues, self.n_genes)[donor_row, tissue_index]
+        nll = -generative_outputs["px"].log_prob(x).mean(dim=-1)
+        per_donor = torch.zeros(n_donors, device=nll.device).index_add(0, donor_row, nll)
+        n_targets = target_mask.sum(dim=1)
+        has_target = n_targets > 0
+        per_donor = per_donor[has_target] / n_targets[has_target]
+        loss = per_donor.mean() if per_donor.numel() else nll.sum()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                "HYFA's training loss became NaN or infinite. Check the registered expression for extreme "
+                "values (normalize raw counts first) or lower the learning rate (plan_kwargs={'lr': ...})."
+            )
+        return LossOutput(loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1))
