@@ -1,0 +1,100 @@
+"""Input checks shared by the readers and the preprocessing: they raise early, naming the offenders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+_MAX_LISTED = 5
+_COUNTS = "finite, non-negative integer read counts"
+_NONNEG = "finite, non-negative values"
+
+
+def _preview(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
+    """Return the first ``max_listed`` of ``names`` quoted and comma-separated, plus how many there are."""
+    names = [str(n) for n in names]
+    shown = ", ".join(repr(n) for n in names[:max_listed])
+    if len(names) > max_listed:
+        shown += f", ... ({len(names)} in total)"
+    return shown
+
+
+def _as_list(names: str | Iterable[str] | None) -> list[str] | None:
+    """Return ``names`` as a list of strings; a single string is one name."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [names]
+    return [str(n) for n in names]
+
+
+def _duplicates(index: pd.Index) -> pd.Index:
+    """Return the values that occur more than once in ``index``."""
+    return index[index.duplicated()].unique()
+
+
+def _dense(X) -> np.ndarray:
+    """Return ``X`` (dense or sparse) as a dense numpy array."""
+    return X.toarray() if sparse.issparse(X) else np.asarray(X)
+
+
+def check_counts(
+    X,
+    obs_names: Sequence[str],
+    var_names: Sequence[str],
+    where: str,
+) -> None:
+    """Raise a :class:`ValueError` unless ``X`` holds finite, non-negative integer counts.
+
+    Parameters
+    ----------
+    X
+        Samples x genes matrix, dense or sparse.
+    obs_names
+        Row names (donors or samples), used in the error message.
+    var_names
+        Column names (genes), used in the error message.
+    where
+        What ``X`` is, e.g. ``"tissue 'Lung'"``, used in the error message.
+    """
+    values = X.data if sparse.issparse(X) else np.asarray(X)
+    if values.dtype.kind in "biu":
+        if values.dtype.kind == "i" and values.size and values.min() < 0:
+            _raise_bad(X, lambda v: v < 0, obs_names, var_names, where, "negative counts", _COUNTS)
+        return
+    if values.dtype.kind != "f":
+        raise ValueError(f"{where}: counts must be numeric, got dtype {values.dtype}.")
+    _raise_bad(X, lambda v: ~np.isfinite(v), obs_names, var_names, where, "NaN or infinite counts", _COUNTS)
+    _raise_bad(X, lambda v: v < 0, obs_names, var_names, where, "negative counts", _COUNTS)
+    _raise_bad(X, lambda v: v != np.round(v), obs_names, var_names, where, "non-integer counts", _COUNTS)
+
+
+def _raise_bad(X, test, obs_names, var_names, where: str, what: str, expected: str) -> None:
+    """Raise a :class:`ValueError` naming a few (row, column) pairs where ``test`` holds."""
+    values = X.data if sparse.issparse(X) else np.asarray(X)
+    if not test(values).any():
+        return
+    dense = _dense(X)
+    rows, cols = np.nonzero(test(dense))
+    pairs = [
+        f"{obs_names[r]}/{var_names[c]}={dense[r, c].item()!r}"
+        for r, c in zip(rows[:_MAX_LISTED], cols[:_MAX_LISTED], strict=True)
+    ]
+    raise ValueError(
+        f"{where} has {len(rows)} {what} (expected {expected}), e.g. donor/gene {', '.join(pairs)}."
+    )
+
+
+def check_finite_nonnegative(X, obs_names: Sequence[str], var_names: Sequence[str], where: str) -> None:
+    """Raise a :class:`ValueError` unless ``X`` is finite and non-negative (e.g. a TPM layer)."""
+    values = X.data if sparse.issparse(X) else np.asarray(X)
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: values must be numeric, got dtype {values.dtype}.")
+    if values.dtype.kind == "f":
+        _raise_bad(
+            X, lambda v: ~np.isfinite(v), obs_names, var_names, where, "NaN or infinite values", _NONNEG
+        )
+    _raise_bad(X, lambda v: v < 0, obs_names, var_names, where, "negative values", _NONNEG)
