@@ -1,0 +1,3 @@
+"""Plotting (comparison plots arrive with the evaluation tools)."""
+
+__all__: list[str] = []

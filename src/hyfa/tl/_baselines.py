@@ -1,0 +1,455 @@
+"""Simple multi-tissue imputation baselines with the call shape of :meth:`hyfa.HYFA.get_imputed_expression`."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from mudata import MuData
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics.pairwise import nan_euclidean_distances
+
+from ._data_access import (
+    _as_list,
+    _check_donors,
+    _check_tissues,
+    _covariate_matrix,
+    _donors_with_all,
+    _format_names,
+    _shared_genes,
+    _tissue_matrix,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MeanImputation", "SurrogateImputation", "KNNImputation", "TEEBoT"]
+
+
+class _BaseImputation:
+    """Common machinery of the imputation baselines.
+
+    Subclasses implement :meth:`_predict`, which returns a donors x genes array for one target tissue.
+    """
+
+    #: Whether :meth:`get_imputed_expression` needs ``source_tissues``.
+    _requires_sources: bool = False
+    #: Whether :meth:`fit` must be called before :meth:`get_imputed_expression`.
+    _requires_fit: bool = True
+
+    def __init__(self, mdata: MuData, layer: str | None = None, gene_mask_key: str | None = None):
+        if not isinstance(mdata, MuData):
+            raise TypeError(f"`mdata` must be a MuData object, got {type(mdata).__name__}.")
+        self.mdata = mdata
+        self.layer = layer
+        self.gene_mask_key = gene_mask_key
+        self.genes_: pd.Index = _shared_genes(mdata, gene_mask_key)
+        self.train_donors_: pd.Index | None = None
+        self._fitted: dict[tuple[tuple[str, ...], str], Any] = {}
+
+    def __repr__(self) -> str:
+        status = "unfitted" if self.train_donors_ is None else f"fitted on {len(self.train_donors_)} donors"
+        return (
+            f"{type(self).__name__}({len(self.mdata.mod)} tissues, {len(self.genes_)} genes, "
+            f"layer={self.layer!r}, {status})"
+        )
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, train_donors: Sequence[str]) -> _BaseImputation:
+        """Record the training donors; models are fitted lazily per (source tissues, target tissue).
+
+        Parameters
+        ----------
+        train_donors
+            Names of the training donors (entries of ``mdata.obs_names``). Only these donors are used
+            to fit the baseline.
+
+        Returns
+        -------
+        The fitted baseline (``self``), for chaining.
+        """
+        train = _as_list(train_donors)
+        _check_donors(self.mdata, train, what="training donors")
+        self.train_donors_ = pd.Index(train)
+        self._fitted = {}
+        return self
+
+    def get_imputed_expression(
+        self,
+        mdata: MuData | None = None,
+        target_tissues: str | Sequence[str] | None = None,
+        source_tissues: str | Sequence[str] | None = None,
+        donors: Sequence[str] | None = None,
+    ) -> AnnData | MuData:
+        """Impute the expression of target tissues for the requested donors.
+
+        Parameters
+        ----------
+        mdata
+            Multi-tissue data holding the source tissues of the donors to predict (matched by name).
+            ``None`` uses the data the baseline was created with.
+        target_tissues
+            Tissue(s) to impute. A string returns an :class:`~anndata.AnnData`, a list returns a
+            :class:`~mudata.MuData` with one modality per target tissue. ``None`` means every tissue
+            that is not a source.
+        source_tissues
+            Tissue(s) whose measured expression informs the prediction. Required by baselines that use
+            them; every predicted donor must be observed in all of them.
+        donors
+            Donors to predict, in order. ``None`` takes every donor of ``mdata`` observed in all
+            ``source_tissues`` (every donor when no sources are used).
+
+        Returns
+        -------
+        Per target tissue, an AnnData of ``donors`` x genes whose ``X`` holds the ``float32`` predictions,
+        with the donor-level columns of ``mdata.obs`` and the target tissue's ``var``;
+        ``uns["hyfa"]`` records the method, target and source tissues.
+        """
+        self._check_fitted()
+        mdata = self.mdata if mdata is None else mdata
+        if not isinstance(mdata, MuData):
+            raise TypeError(f"`mdata` must be a MuData object, got {type(mdata).__name__}.")
+        single = isinstance(target_tissues, str)
+        sources = self._resolve_sources(_as_list(source_tissues))
+        if target_tissues is None:
+            targets = [t for t in self.mdata.mod if t not in sources]
+        else:
+            targets = _as_list(target_tissues)
+        if len(targets) == 0:
+            raise ValueError("No target tissues.")
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"Duplicated target tissues: {targets}.")
+        _check_tissues(self.mdata, targets, what="target tissue")
+        if sources:
+            _check_tissues(self.mdata, sources, what="source tissue")
+            _check_tissues(mdata, sources, what="source tissue")
+            overlap = [t for t in targets if t in sources]
+            if overlap:
+                raise ValueError(f"Target tissue(s) {_format_names(overlap)} also given as source tissues.")
+        elif self._requires_sources:
+            raise ValueError(
+                f"{type(self).__name__} needs `source_tissues`; available tissues: {_format_names(list(mdata.mod))}."
+            )
+
+        if donors is None:
+            donors = mdata.obs_names[_donors_with_all(mdata, sources, mdata.obs_names)]
+            if len(donors) == 0:
+                raise ValueError(f"No donor of `mdata` is observed in all source tissues {sources}.")
+        donors = _as_list(donors)
+        _check_donors(mdata, donors)
+        lacking = np.asarray(donors)[~_donors_with_all(mdata, sources, donors)]
+        if len(lacking):
+            raise ValueError(
+                f"Donors lacking at least one of the source tissues {sources}: {_format_names(lacking)}."
+            )
+
+        # Same obs / var / uns layout as `hyfa.HYFA.get_imputed_expression`.
+        obs_columns = [c for c in mdata.obs.columns if ":" not in c and not c.startswith("_")]
+        obs = mdata.obs.loc[donors, obs_columns]
+        out = {}
+        for target in targets:
+            pred = self._predict(mdata, target, sources, donors)
+            var_source = mdata.mod[target] if target in mdata.mod else self.mdata.mod[target]
+            adata = AnnData(
+                X=np.asarray(pred, dtype=np.float32),
+                obs=obs.copy(),
+                var=var_source.var.loc[self.genes_].copy(),
+            )
+            adata.uns["hyfa"] = {
+                "method": type(self).__name__,
+                "target_tissue": target,
+                "source_tissues": list(sources),
+            }
+            out[target] = adata
+        if single:
+            return out[targets[0]]
+        with warnings.catch_warnings():
+            # Tissues share gene names, which mudata reports when pulling columns; nothing to act on.
+            warnings.filterwarnings("ignore", message=".*pull_on_update.*", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message="Cannot join columns with the same name", category=UserWarning
+            )
+            return MuData(out)
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def _check_fitted(self) -> None:
+        if self._requires_fit and self.train_donors_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call `.fit(train_donors)` first.")
+
+    def _resolve_sources(self, sources: list[str] | None) -> list[str]:
+        return [] if sources is None else sources
+
+    def _matrix(self, mdata: MuData, tissue: str, donors: Sequence[str]) -> np.ndarray:
+        return _tissue_matrix(mdata, tissue, donors, self.layer, self.genes_)
+
+    def _training_donors(self, tissues: Sequence[str]) -> pd.Index:
+        """Training donors observed in every tissue of ``tissues`` (error if there are none)."""
+        assert self.train_donors_ is not None
+        keep = self.train_donors_[_donors_with_all(self.mdata, tissues, self.train_donors_)]
+        if len(keep) == 0:
+            raise ValueError(f"No training donor is observed in all of the tissues {list(tissues)}.")
+        return keep
+
+    def _cached(self, sources: Sequence[str], target: str, fit_fn) -> Any:
+        key = (tuple(sources), target)
+        if key not in self._fitted:
+            self._fitted[key] = fit_fn()
+        return self._fitted[key]
+
+    def _predict(self, mdata: MuData, target: str, sources: list[str], donors: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MeanImputation(_BaseImputation):
+    """Predict every donor's target-tissue expression as the per-gene training mean of that tissue.
+
+    Mean imputation is the simplest baseline of :cite:p:`Vinas2023`: it ignores the donor's measured
+    tissues and returns, for each gene, the mean over training donors that have the target tissue.
+
+    Parameters
+    ----------
+    mdata
+        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
+    layer
+        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
+    gene_mask_key
+        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
+        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+
+    Examples
+    --------
+    >>> base = hyfa.tl.MeanImputation(mdata, layer="normalized").fit(train_donors)
+    >>> lung = base.get_imputed_expression(target_tissues="Lung", donors=test_donors)
+    """
+
+    def _predict(self, mdata: MuData, target: str, sources: list[str], donors: list[str]) -> np.ndarray:
+        def fit() -> np.ndarray:
+            train = self._training_donors([target])
+            return self._matrix(self.mdata, target, train).mean(axis=0)
+
+        mean = self._cached((), target, fit)
+        return np.broadcast_to(mean, (len(donors), len(mean)))
+
+
+class SurrogateImputation(_BaseImputation):
+    """Predict a donor's target-tissue expression as the donor's own expression in a surrogate tissue.
+
+    This baseline (e.g. whole blood as a proxy for any tissue, :cite:p:`Vinas2023`) learns nothing, so
+    :meth:`fit` is optional. Every predicted donor must be observed in the surrogate tissue.
+
+    Parameters
+    ----------
+    mdata
+        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
+    layer
+        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
+    gene_mask_key
+        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
+        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    surrogate_tissue
+        Tissue whose expression is returned as the prediction. ``source_tissues``, if given to
+        :meth:`get_imputed_expression`, must be this tissue alone.
+
+    Examples
+    --------
+    >>> base = hyfa.tl.SurrogateImputation(mdata, layer="normalized", surrogate_tissue="Whole_Blood")
+    >>> lung = base.get_imputed_expression(target_tissues="Lung", donors=test_donors)
+    """
+
+    _requires_fit = False
+
+    def __init__(
+        self,
+        mdata: MuData,
+        layer: str | None = None,
+        gene_mask_key: str | None = None,
+        surrogate_tissue: str = "Whole_Blood",
+    ):
+        super().__init__(mdata, layer=layer, gene_mask_key=gene_mask_key)
+        _check_tissues(mdata, [surrogate_tissue], what="surrogate tissue")
+        self.surrogate_tissue = surrogate_tissue
+
+    def _resolve_sources(self, sources: list[str] | None) -> list[str]:
+        if sources is not None and sources != [self.surrogate_tissue]:
+            raise ValueError(
+                f"SurrogateImputation uses `surrogate_tissue={self.surrogate_tissue!r}` as its only source; "
+                f"got `source_tissues={sources}`."
+            )
+        return [self.surrogate_tissue]
+
+    def _predict(self, mdata: MuData, target: str, sources: list[str], donors: list[str]) -> np.ndarray:
+        # Donors lacking the surrogate were rejected by `get_imputed_expression`; guard anyway.
+        pred = self._matrix(mdata, self.surrogate_tissue, donors)
+        lacking = np.asarray(donors)[np.isnan(pred).all(axis=1)]
+        if len(lacking):
+            raise ValueError(
+                f"Donors lacking the surrogate tissue {self.surrogate_tissue!r}: {_format_names(lacking)}."
+            )
+        return pred
+
+
+class KNNImputation(_BaseImputation):
+    """Predict target-tissue expression from the k training donors closest in the source tissues.
+
+    For each target tissue, the training donors observed in every source tissue and in the target are the
+    candidate neighbours. A donor to predict is placed among them by the Euclidean distance over its
+    source-tissue genes (one block per source) and covariates, and its prediction is the mean
+    target-tissue expression of its ``n_neighbors`` nearest candidates. This is exactly what
+    :class:`~sklearn.impute.KNNImputer` (uniform weights, NaN-Euclidean distance) returns when fitted on
+    [source genes, target genes, covariates] of the training donors and applied to the donors to predict
+    with their target genes set to NaN, as in the k-nearest-neighbours baseline of :cite:p:`Vinas2023`;
+    computing the neighbours once instead of once per target gene makes it much faster.
+
+    Parameters
+    ----------
+    mdata
+        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
+    layer
+        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
+    gene_mask_key
+        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
+        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    n_neighbors
+        Number of neighbours (capped at the number of training donors available).
+    covariate_keys
+        Columns of ``mdata.obs`` appended as features (numeric as-is, categorical one-hot encoded); they
+        enter the distance on their raw scale.
+
+    Examples
+    --------
+    >>> knn = hyfa.tl.KNNImputation(mdata, layer="normalized", n_neighbors=20).fit(train_donors)
+    >>> lung = knn.get_imputed_expression(target_tissues="Lung", source_tissues="Whole_Blood", donors=test)
+    """
+
+    _requires_sources = True
+
+    def __init__(
+        self,
+        mdata: MuData,
+        layer: str | None = None,
+        gene_mask_key: str | None = None,
+        n_neighbors: int = 20,
+        covariate_keys: Sequence[str] | None = None,
+    ):
+        super().__init__(mdata, layer=layer, gene_mask_key=gene_mask_key)
+        if n_neighbors < 1:
+            raise ValueError(f"`n_neighbors` must be >= 1, got {n_neighbors}.")
+        self.n_neighbors = int(n_neighbors)
+        self.covariate_keys = _as_list(covariate_keys) or []
+
+    def _features(
+        self, mdata: MuData, sources: Sequence[str], donors: Sequence[str], categories: dict | None
+    ) -> tuple[np.ndarray, dict]:
+        blocks = [self._matrix(mdata, s, donors) for s in sources]
+        covs, categories = _covariate_matrix(mdata, donors, self.covariate_keys, categories)
+        return np.hstack([*blocks, covs]), categories
+
+    def _predict(self, mdata: MuData, target: str, sources: list[str], donors: list[str]) -> np.ndarray:
+        def fit() -> tuple[np.ndarray, np.ndarray, int, dict]:
+            train = self._training_donors([*sources, target])
+            k = min(self.n_neighbors, len(train))
+            if k < self.n_neighbors:
+                logger.warning(
+                    "KNNImputation: only %d training donors have %s and %r; using n_neighbors=%d.",
+                    len(train),
+                    sources,
+                    target,
+                    k,
+                )
+            features, categories = self._features(self.mdata, sources, train, None)
+            return features, self._matrix(self.mdata, target, train), k, categories
+
+        train_features, train_target, k, categories = self._cached(sources, target, fit)
+        query, _ = self._features(mdata, sources, donors, categories)
+        # Same distance and neighbour selection as sklearn's KNNImputer (query rows have no NaN here).
+        dist = nan_euclidean_distances(query, train_features)
+        neighbours = np.argpartition(dist, k - 1, axis=1)[:, :k]
+        weights = np.zeros_like(dist)
+        np.put_along_axis(weights, neighbours, 1.0 / k, axis=1)
+        return weights @ train_target
+
+
+class TEEBoT(_BaseImputation):
+    """Predict target-tissue expression by linear regression on principal components of source tissues.
+
+    TEEBoT (Basu et al., 2021) predicts tissue expression from whole-blood transcriptomes: for each
+    (source tissues, target tissue) pair, the concatenated source expression of the training donors observed
+    in every source and in the target is centred and reduced with PCA; the components, together with
+    optional covariates, are mapped to every target gene by ordinary least squares. Used as a baseline in
+    :cite:p:`Vinas2023`.
+
+    Parameters
+    ----------
+    mdata
+        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
+    layer
+        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
+    gene_mask_key
+        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
+        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    n_components
+        Number of principal components; capped at ``min(n_training_donors - 1, n_source_genes)`` (logged).
+    covariate_keys
+        Columns of ``mdata.obs`` appended to the components (numeric as-is, categorical one-hot encoded).
+    seed
+        Random state of the PCA solver.
+
+    Examples
+    --------
+    >>> teebot = hyfa.tl.TEEBoT(mdata, layer="normalized", n_components=30).fit(train_donors)
+    >>> lung = teebot.get_imputed_expression(target_tissues="Lung", source_tissues="Whole_Blood", donors=test)
+    """
+
+    _requires_sources = True
+
+    def __init__(
+        self,
+        mdata: MuData,
+        layer: str | None = None,
+        gene_mask_key: str | None = None,
+        n_components: int = 30,
+        covariate_keys: Sequence[str] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(mdata, layer=layer, gene_mask_key=gene_mask_key)
+        if n_components < 1:
+            raise ValueError(f"`n_components` must be >= 1, got {n_components}.")
+        self.n_components = int(n_components)
+        self.covariate_keys = _as_list(covariate_keys) or []
+        self.seed = seed
+
+    def _predict(self, mdata: MuData, target: str, sources: list[str], donors: list[str]) -> np.ndarray:
+        def fit() -> tuple[PCA, LinearRegression, dict]:
+            train = self._training_donors([*sources, target])
+            X = np.hstack([self._matrix(self.mdata, s, train) for s in sources])
+            n_comp = min(self.n_components, len(train) - 1, X.shape[1])
+            if n_comp < 1:
+                raise ValueError(
+                    f"TEEBoT needs at least 2 training donors with {sources} and {target!r}; got {len(train)}."
+                )
+            if n_comp < self.n_components:
+                logger.warning(
+                    "TEEBoT: %d training donors and %d source features for %s -> %r; using n_components=%d "
+                    "instead of %d.",
+                    len(train),
+                    X.shape[1],
+                    sources,
+                    target,
+                    n_comp,
+                    self.n_components,
+                )
+            pca = PCA(n_components=n_comp, random_state=self.seed).fit(X)  # PCA centres X
+            covs, categories = _covariate_matrix(self.mdata, train, self.covariate_keys)
+            Z = np.hstack([pca.transform(X), covs])
+            reg = LinearRegression().fit(Z, self._matrix(self.mdata, target, train))
+            return pca, reg, categories
+
+        pca, reg, categories = self._cached(sources, target, fit)
+        X = np.hstack([self._matrix(mdata, s, donors) for s in sources])
+        covs, _ = _covariate_matrix(mdata, donors, self.covariate_keys, categories)
+        return reg.predict(np.hstack([pca.transform(X), covs]))
