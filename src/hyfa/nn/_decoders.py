@@ -46,4 +46,5 @@ class GaussianDecoder(nn.Module):
     def forward(self, metagene_attr: torch.Tensor) -> Normal:
         """Return the predictive Normal for ``(n_targets, n_metagenes, n_factors)`` attributes."""
         hidden = self.hidden(metagene_attr.flatten(start_dim=1))
-        return Normal(self.mean(hidden), nn.functional.softplus(self.scale(hidden)) + self.min_scale)
+        scale = nn.functional.softplus(self.scale(hidden)) + self.min_scale
+        return Normal(self.mean(hidden), scale, validate_args=False)  # the loss reports non-finite values
