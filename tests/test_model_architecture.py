@@ -29,21 +29,28 @@ def _layer_inputs(n_donors=3, n_tissues=4, n_metagenes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     edge_donor = torch.tensor([0, 0, 1, 2, 2, 2])
     edge_tissue = torch.tensor([0, 3, 1, 0, 1, 2])
-    return dict(
-        h_donor=torch.randn(n_donors, TINY["n_donor_latent"], generator=g),
-        h_tissue=torch.randn(n_tissues, TINY["n_tissue_latent"], generator=g),
-        h_metagene=torch.randn(n_metagenes, TINY["n_metagene_latent"], generator=g),
-        edge_attr=torch.randn(len(edge_donor), n_metagenes, TINY["n_factors"], generator=g),
-        edge_donor=edge_donor,
-        edge_tissue=edge_tissue,
-    )
+    return {
+        "h_donor": torch.randn(n_donors, TINY["n_donor_latent"], generator=g),
+        "h_tissue": torch.randn(n_tissues, TINY["n_tissue_latent"], generator=g),
+        "h_metagene": torch.randn(n_metagenes, TINY["n_metagene_latent"], generator=g),
+        "edge_attr": torch.randn(len(edge_donor), n_metagenes, TINY["n_factors"], generator=g),
+        "edge_donor": edge_donor,
+        "edge_tissue": edge_tissue,
+    }
 
 
 def _layer(residual=True, norm="batch"):
     torch.manual_seed(0)
     return HypergraphAttentionConv(
-        TINY["n_donor_latent"], TINY["n_tissue_latent"], TINY["n_metagene_latent"], TINY["n_factors"],
-        n_heads=3, n_head_dim=5, dropout_rate=0.0, residual=residual, norm=norm,
+        TINY["n_donor_latent"],
+        TINY["n_tissue_latent"],
+        TINY["n_metagene_latent"],
+        TINY["n_factors"],
+        n_heads=3,
+        n_head_dim=5,
+        dropout_rate=0.0,
+        residual=residual,
+        norm=norm,
     ).eval()
 
 

@@ -93,10 +93,15 @@ def test_prediction_arguments(unpaired):
         model.get_imputed_expression(target_tissues="tissue_0", source_tissues=["Blood"])
     with pytest.raises(ValueError, match="Unknown donors.*nobody"):
         model.get_imputed_expression(target_tissues="tissue_0", donors=["nobody"])
-    only_t0 = [d for d in mdata.obs_names if d in set(mdata.mod["tissue_0"].obs_names)
-               and d not in set(mdata.mod["tissue_1"].obs_names)]
+    only_t0 = [
+        d
+        for d in mdata.obs_names
+        if d in set(mdata.mod["tissue_0"].obs_names) and d not in set(mdata.mod["tissue_1"].obs_names)
+    ]
     with pytest.raises(ValueError, match=f"donors have none of the source tissues.*{only_t0[0]}"):
-        model.get_imputed_expression(target_tissues="tissue_0", source_tissues=["tissue_0", "tissue_1"], donors=only_t0)
+        model.get_imputed_expression(
+            target_tissues="tissue_0", source_tissues=["tissue_0", "tissue_1"], donors=only_t0
+        )
     with pytest.raises(KeyError, match="split_key 'fold'"):
         model.train(max_epochs=1, split_key="fold")
     with pytest.raises(ValueError, match="Unknown training donors"):

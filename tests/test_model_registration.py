@@ -100,8 +100,11 @@ def test_new_mudata_is_stacked_by_name(unpaired):
     hyfa.HYFA.setup_mudata(mdata)
     model = hyfa.HYFA(mdata, **TINY)
     model.train(max_epochs=2, batch_size=16)
-    full = model.get_imputed_expression(target_tissues="tissue_3", source_tissues=["tissue_0", "tissue_1"],
-                                        donors=_donors_with(mdata, ["tissue_0", "tissue_1"], any_of=True))
+    full = model.get_imputed_expression(
+        target_tissues="tissue_3",
+        source_tissues=["tissue_0", "tissue_1"],
+        donors=_donors_with(mdata, ["tissue_0", "tissue_1"], any_of=True),
+    )
 
     # new MuData: reversed donor order in every tissue, tissue_2 and tissue_3 absent
     import mudata as md

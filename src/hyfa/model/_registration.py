@@ -50,9 +50,13 @@ def resolve_tissues(mdata: MuData, tissues: Sequence[str] | None) -> list[str]:
     tissues = list(mdata.mod) if tissues is None else list(tissues)
     unknown = [t for t in tissues if t not in mdata.mod]
     if unknown:
-        raise ValueError(f"Unknown tissues {_preview(unknown)}; the MuData has {_preview(list(mdata.mod), 60)}.")
+        raise ValueError(
+            f"Unknown tissues {_preview(unknown)}; the MuData has {_preview(list(mdata.mod), 60)}."
+        )
     if len(set(tissues)) != len(tissues):
-        raise ValueError(f"Tissues listed twice: {_preview(pd.Index(tissues)[pd.Index(tissues).duplicated()])}.")
+        raise ValueError(
+            f"Tissues listed twice: {_preview(pd.Index(tissues)[pd.Index(tissues).duplicated()])}."
+        )
     if len(tissues) < 2:
         raise ValueError(f"HYFA needs at least two tissues, got {tissues}.")
     for tissue in tissues:
@@ -100,13 +104,17 @@ def resolve_genes(mdata: MuData, tissues: Sequence[str], gene_mask_key: str | No
                 raise KeyError(f"gene_mask_key {gene_mask_key!r} is not a column of mdata[{tissue!r}].var.")
             mask = var[gene_mask_key]
             if mask.dtype != bool:
-                raise ValueError(f"mdata[{tissue!r}].var[{gene_mask_key!r}] must be boolean, got {mask.dtype}.")
+                raise ValueError(
+                    f"mdata[{tissue!r}].var[{gene_mask_key!r}] must be boolean, got {mask.dtype}."
+                )
             keep &= mask.reindex(reference).to_numpy()
     genes = list(reference[keep])
     if not genes:
         raise ValueError(f"No gene passes gene_mask_key {gene_mask_key!r} in every tissue.")
     if gene_mask_key is not None:
-        logger.info("Using %d of %d genes (var[%r] true in every tissue).", len(genes), len(reference), gene_mask_key)
+        logger.info(
+            "Using %d of %d genes (var[%r] true in every tissue).", len(genes), len(reference), gene_mask_key
+        )
     return genes
 
 

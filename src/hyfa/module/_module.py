@@ -8,8 +8,9 @@ import torch
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from .._constants import REGISTRY_KEYS
-from ..nn import GaussianDecoder, HyperedgePredictor, HypergraphAttentionConv, MetageneEncoder
+from hyfa._constants import REGISTRY_KEYS
+from hyfa.nn import GaussianDecoder, HyperedgePredictor, HypergraphAttentionConv, MetageneEncoder
+
 from ._masks import fixed_split, random_split
 
 
@@ -52,8 +53,8 @@ class HYFAModule(BaseModuleClass):
     encoder_activation
         ``"relu"`` (the paper) or ``None`` (the authors' linear encoder).
     norm
-        Normalization inside every MLP: ``"layer"`` (default; each donor's prediction is
-        independent of its minibatch), ``"batch"`` (the authors' implementation) or ``None``.
+        Normalization inside every MLP: ``None`` (default), ``"batch"`` (the authors'
+        implementation) or ``"layer"``.
     validation_seed
         Seed of the fixed source/target masks of donors evaluated in eval mode.
     """
@@ -77,7 +78,7 @@ class HYFAModule(BaseModuleClass):
         dropout_rate: float = 0.174,
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
-        norm: str | None = "layer",
+        norm: str | None = None,
         validation_seed: int = 0,
     ):
         super().__init__()
@@ -94,7 +95,9 @@ class HYFAModule(BaseModuleClass):
                 f"but n_donor_latent is {n_donor_latent}; raise n_donor_latent."
             )
         self.tissue_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_tissues, n_tissue_latent)))
-        self.metagene_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_metagenes, n_metagene_latent)))
+        self.metagene_embedding = nn.Parameter(
+            nn.init.xavier_uniform_(torch.empty(n_metagenes, n_metagene_latent))
+        )
         self.encoder = MetageneEncoder(n_genes, n_metagenes, n_factors, activation=encoder_activation)
         self.graph_layers = nn.ModuleList(
             HypergraphAttentionConv(
@@ -111,9 +114,16 @@ class HYFAModule(BaseModuleClass):
             for _ in range(n_graph_layers)
         )
         self.predictor = HyperedgePredictor(
-            [n_donor_latent, n_tissue_latent], n_metagene_latent, n_factors, n_predictor_layers, dropout_rate, norm
+            [n_donor_latent, n_tissue_latent],
+            n_metagene_latent,
+            n_factors,
+            n_predictor_layers,
+            dropout_rate,
+            norm,
         )
-        self.decoder = GaussianDecoder(n_metagenes * n_factors, n_genes, n_hidden_decoder, dropout_rate, norm=norm)
+        self.decoder = GaussianDecoder(
+            n_metagenes * n_factors, n_genes, n_hidden_decoder, dropout_rate, norm=norm
+        )
 
     # -- donor nodes ---------------------------------------------------------------------------
     def initial_donor(self, n_donors: int, cat_covs=None, cont_covs=None) -> torch.Tensor:
@@ -139,7 +149,9 @@ class HYFAModule(BaseModuleClass):
         if self.training:
             source, target = random_split(observed)
         else:
-            source, target = fixed_split(observed, tensors[REGISTRY_KEYS.INDICES_KEY].ravel(), self.validation_seed)
+            source, target = fixed_split(
+                observed, tensors[REGISTRY_KEYS.INDICES_KEY].ravel(), self.validation_seed
+            )
         return {
             "x": x,
             "source_mask": source,
@@ -214,4 +226,6 @@ class HYFAModule(BaseModuleClass):
                 "HYFA's training loss became NaN or infinite. Check the registered expression for extreme "
                 "values (normalize raw counts first) or lower the learning rate (plan_kwargs={'lr': ...})."
             )
-        return LossOutput(loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1))
+        return LossOutput(
+            loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1)
+        )

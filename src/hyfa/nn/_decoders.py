@@ -35,7 +35,7 @@ class GaussianDecoder(nn.Module):
         n_hidden: int = 256,
         dropout_rate: float = 0.174,
         min_scale: float = 1e-4,
-        norm: str | None = "layer",
+        norm: str | None = None,
     ):
         super().__init__()
         self.hidden = hidden_block(n_input, n_hidden, dropout_rate, norm)

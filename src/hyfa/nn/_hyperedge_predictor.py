@@ -40,7 +40,7 @@ class HyperedgePredictor(nn.Module):
         n_factors: int,
         n_layers: int = 2,
         dropout_rate: float = 0.174,
-        norm: str | None = "layer",
+        norm: str | None = None,
     ):
         super().__init__()
         n_input = sum(n_target_inputs) + n_metagene

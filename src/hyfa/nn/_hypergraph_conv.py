@@ -68,7 +68,7 @@ class HypergraphAttentionConv(nn.Module):
         dropout_rate: float = 0.174,
         residual: bool = True,
         attention_slope: float = 0.1,
-        norm: str | None = "layer",
+        norm: str | None = None,
     ):
         super().__init__()
         n_message = n_heads * n_head_dim
@@ -99,7 +99,11 @@ class HypergraphAttentionConv(nn.Module):
     def message_activations(self, h_donor, h_tissue, h_metagene, edge_attr, edge_donor, edge_tissue):
         """Return ``phi_e``'s hidden activations for every hyperedge, ``(n_pairs, n_metagenes, n_message)``."""
         donor, tissue, metagene, edge = self.message_input.project(h_donor, h_tissue, h_metagene, edge_attr)
-        pre = edge + (donor[edge_donor] + tissue[edge_tissue] + self.message_input.bias)[:, None, :] + metagene[None]
+        pre = (
+            edge
+            + (donor[edge_donor] + tissue[edge_tissue] + self.message_input.bias)[:, None, :]
+            + metagene[None]
+        )
         n_pairs, n_metagenes, n_message = pre.shape
         return self.message_hidden(pre.reshape(-1, n_message)).reshape(n_pairs, n_metagenes, n_message)
 

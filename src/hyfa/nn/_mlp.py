@@ -7,12 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-
 NORMS = ("layer", "batch", None)
 
 
 def norm_layer(n_features: int, norm: str | None) -> nn.Module:
-    """Return ``LayerNorm`` (``"layer"``), ``BatchNorm1d`` (``"batch"``, the authors' choice) or identity.
+    """Return ``LayerNorm`` (``"layer"``), ``BatchNorm1d`` (``"batch"``, the authors' choice) or identity (``None``).
 
     Layer normalization makes each donor's prediction independent of the other donors in its
     minibatch; batch normalization, in eval mode, depends on running statistics that can drift
@@ -32,7 +31,7 @@ def activation_block(n_features: int, dropout_rate: float, norm: str | None) -> 
     return nn.Sequential(nn.SiLU(), nn.Dropout(dropout_rate), norm_layer(n_features, norm))
 
 
-def hidden_block(n_in: int, n_out: int, dropout_rate: float, norm: str | None = "layer") -> nn.Sequential:
+def hidden_block(n_in: int, n_out: int, dropout_rate: float, norm: str | None = None) -> nn.Sequential:
     """Return one hidden block: Linear, SiLU, Dropout, normalization."""
     return nn.Sequential(nn.Linear(n_in, n_out), *activation_block(n_out, dropout_rate, norm))
 
@@ -63,7 +62,7 @@ class MLP(nn.Module):
         n_output: int,
         dropout_rate: float = 0.0,
         output_bias: bool = True,
-        norm: str | None = "layer",
+        norm: str | None = None,
     ):
         super().__init__()
         widths = [n_input, *n_hidden]
