@@ -8,7 +8,7 @@ import scvi
 import hyfa
 
 SOURCE = "tissue_0"
-#: Model and training settings of the learning tests (fixed; the thresholds below were measured with them).
+#: Model settings of the learning tests (fixed; the thresholds below were measured with them).
 MODEL = {
     "n_metagenes": 8,
     "n_factors": 16,
@@ -18,27 +18,46 @@ MODEL = {
     "n_heads": 4,
     "n_head_dim": 8,
     "n_hidden_decoder": 64,
-    "dropout_rate": 0.05,
 }
-TRAIN = {"max_epochs": 300, "lr": 5e-3, "batch_size": 32}
-#: Each tissue reveals the donor's latent state only partly, so that more sources should help.
-SIM = {"n_donors": 400, "n_tissues": 8, "n_genes": 20, "n_latent": 6, "noise_sd": 0.6, "seed": 0}
+#: One tissue reveals most of a donor's 3 latent factors: the test of nonlinear single-source imputation.
+SINGLE = {
+    "sim": {"n_donors": 400, "n_tissues": 8, "n_genes": 30, "n_latent": 3, "noise_sd": 0.3, "seed": 0},
+    "model": {**MODEL, "dropout_rate": 0.05},
+    "train": {"max_epochs": 300, "lr": 5e-3, "batch_size": 32},
+    "n_test": 100,
+}
+#: Each tissue reveals 5 latent factors only partly: the test that more source tissues help.
+MULTI = {
+    "sim": {"n_donors": 800, "n_tissues": 8, "n_genes": 16, "n_latent": 5, "noise_sd": 0.4, "seed": 0},
+    "model": {**MODEL, "dropout_rate": 0.1},
+    "train": {"max_epochs": 150, "lr": 5e-3, "batch_size": 32},
+    "n_test": 100,
+}
+
+
+def _fit(setting):
+    observed, truth = hyfa.data.simulate(**setting["sim"])
+    donors = observed.obs_names
+    rng = np.random.default_rng(0)
+    test = set(rng.choice(donors, size=setting["n_test"], replace=False))
+    train = [d for d in donors if d not in test]
+    hyfa.HYFA.setup_mudata(observed)
+    scvi.settings.seed = 0
+    model = hyfa.HYFA(observed, **setting["model"])
+    model.train(train_donors=train, enable_progress_bar=False, **setting["train"])
+    assert not set(observed.obs_names[model.train_indices_]) & test
+    test = [d for d in donors if d in test]
+    return model, observed, truth, train, test
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    observed, truth = hyfa.data.simulate(**SIM)
-    donors = observed.obs_names
-    rng = np.random.default_rng(0)
-    test = set(rng.choice(donors, size=100, replace=False))
-    train = [d for d in donors if d not in test]
-    hyfa.HYFA.setup_mudata(observed)
-    scvi.settings.seed = 0
-    model = hyfa.HYFA(observed, **MODEL)
-    model.train(train_donors=train, enable_progress_bar=False, **TRAIN)
-    assert not set(observed.obs_names[model.train_indices_]) & test
-    test = [d for d in donors if d in test]
-    return model, observed, truth, train, test
+    return _fit(SINGLE)
+
+
+@pytest.fixture(scope="module")
+def fitted_multi():
+    return _fit(MULTI)
 
 
 def _per_gene_r(pred, true):
@@ -75,13 +94,13 @@ def test_single_source_beats_mean_and_linear_baselines(fitted):
     r = {k: np.mean(v) for k, v in scores.items() if v}
     m = {k: np.mean(v) for k, v in mse.items()}
     print(f"per-gene r {r}; mse {m}")
-    assert m["hyfa"] < 0.8 * m["mean"]
+    assert m["hyfa"] < 0.5 * m["mean"]
     assert m["hyfa"] < 0.95 * m["teebot"]
-    assert r["hyfa"] > r["teebot"] + 0.02
+    assert r["hyfa"] > r["teebot"] + 0.01
 
 
-def test_more_sources_beat_one(fitted):
-    model, observed, truth, train, test = fitted
+def test_more_sources_beat_one(fitted_multi):
+    model, observed, truth, train, test = fitted_multi
     has = {t: set(observed.mod[t].obs_names) for t in model.tissues}
     donors = [d for d in test if d in has[SOURCE] and sum(d in s for s in has.values()) >= 3]
     assert len(donors) >= 15
@@ -94,7 +113,7 @@ def test_more_sources_beat_one(fitted):
         many = model.get_imputed_expression(target_tissues=t, donors=donors).X
         gains.append(_mse(one, true) - _mse(many, true))
     print(f"mse gain of all sources over one: {np.round(gains, 3)}")
-    assert np.mean(gains) > 0.02 and sum(g > 0 for g in gains) >= 4
+    assert np.mean(gains) > 0.05 and sum(g > 0 for g in gains) >= 6
 
 
 def test_imputation_output_shape_and_samples(fitted):
@@ -103,11 +122,11 @@ def test_imputation_output_shape_and_samples(fitted):
         target_tissues="tissue_1", donors=test[:10], n_samples=50, return_samples=True
     )
     assert (
-        out.shape == (10, SIM["n_genes"])
+        out.shape == (10, SINGLE["sim"]["n_genes"])
         and list(out.obs_names) == test[:10]
         and list(out.var_names) == model.genes
     )
-    assert draws.shape == (50, 10, SIM["n_genes"])
+    assert draws.shape == (50, 10, SINGLE["sim"]["n_genes"])
     np.testing.assert_allclose(out.X, draws.mean(0))
     mean = model.get_imputed_expression(target_tissues="tissue_1", donors=test[:10])
     z = (draws.mean(0) - mean.X) / (mean.layers["sd"] / np.sqrt(50))

@@ -44,9 +44,10 @@ def evaluate_demo_targets(model, mdata, baselines: dict, test_donors, min_donors
     the baselines are fitted on training donors.
     """
     from . import tl
+    from ._constants import REGISTRY_KEYS
 
     observed = pd.DataFrame(
-        np.asarray(model.adata_manager.get_from_registry("observed")) > 0,
+        np.asarray(model.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0,
         index=mdata.obs_names,
         columns=model.tissues,
     )
