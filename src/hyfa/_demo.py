@@ -124,17 +124,22 @@ def run_demo(preset: str = "quick", max_epochs: int | None = None, seed: int = 0
 def format_table(table: pd.DataFrame) -> str:
     """Return the demo table and summary lines as text."""
     lines = [table.round(3).to_string(), ""]
+    methods = [c.removesuffix(" per-sample r") for c in table.columns if c.endswith(" per-sample r")]
     for metric in ("per-sample r", "per-gene r"):
-        means = {c.replace(f" {metric}", ""): table[c].mean() for c in table.columns if c.endswith(metric)}
+        means = {m: table[f"{m} {metric}"].mean() for m in methods}
         lines.append(
             f"mean {metric} over {len(table)} tissues: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
         )
-        for other in ("mean", "blood surrogate", "HYFA (blood)"):
-            col = f"{other} {metric}"
-            if col in table and other != "HYFA (all)":
-                for hyfa in ("HYFA (blood)", "HYFA (all)"):
-                    if hyfa == other:
-                        continue
-                    wins = int((table[f"{hyfa} {metric}"] > table[col]).sum())
-                    lines.append(f"  {metric}: {hyfa} > {other} in {wins}/{len(table)} tissues")
+        for hyfa in (m for m in methods if m.startswith("HYFA")):
+            for other in methods:
+                column = table[f"{other} {metric}"]
+                if (
+                    other == hyfa
+                    or column.isna().all()
+                    or (other.startswith("HYFA") and hyfa.endswith("(blood)"))
+                ):
+                    continue
+                wins = int((table[f"{hyfa} {metric}"] > column).sum())
+                lines.append(f"  {metric}: {hyfa} > {other} in {wins}/{len(table)} tissues")
+    lines.append("(mean imputation predicts one profile for every donor: its per-gene r is undefined)")
     return "\n".join(lines)
