@@ -12,11 +12,13 @@ from anndata import AnnData
 from anndata.utils import make_index_unique
 from mudata import MuData
 
+from hyfa._utils import as_list as _as_list
+
 from ._annotations import read_sample_attributes, read_subject_phenotypes
 from ._gct import iter_gct_counts, read_gct_header
 from ._mudata import build_mudata
 from ._tissue import tissue_id
-from ._validate import _as_list, _duplicates, _preview
+from ._validate import _duplicates, _preview
 
 logger = logging.getLogger(__name__)
 

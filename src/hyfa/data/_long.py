@@ -11,8 +11,10 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from hyfa._utils import as_list as _as_list
+
 from ._mudata import build_mudata
-from ._validate import _as_list, _duplicates, _preview
+from ._validate import _duplicates, _preview
 
 logger = logging.getLogger(__name__)
 

@@ -22,15 +22,6 @@ def _preview(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
     return shown
 
 
-def _as_list(names: str | Iterable[str] | None) -> list[str] | None:
-    """Return ``names`` as a list of strings; a single string is one name."""
-    if names is None:
-        return None
-    if isinstance(names, str):
-        return [names]
-    return [str(n) for n in names]
-
-
 def _duplicates(index: pd.Index) -> pd.Index:
     """Return the values that occur more than once in ``index``."""
     return index[index.duplicated()].unique()

@@ -15,6 +15,7 @@ from scvi.data.fields import MuDataCategoricalJointObsField, MuDataNumericalJoin
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
+from hyfa._utils import as_list as _as_list
 from hyfa.module import HYFAModule
 
 from ._registration import _preview, resolve_genes, resolve_tissues
@@ -30,12 +31,6 @@ logger = logging.getLogger(__name__)
 
 #: Learning rate of the paper's tuned configuration.
 PAPER_LR = 4.56e-4
-
-
-def _as_list(value: str | Sequence[str] | None) -> list[str] | None:
-    if value is None:
-        return None
-    return [value] if isinstance(value, str) else list(value)
 
 
 def _check_covariates(mdata: MuData, keys: Sequence[str] | None, kind: str) -> None:

@@ -16,7 +16,7 @@ from mudata import MuData
 from scvi.data import AnnDataManagerValidationCheck
 from scvi.data.fields import BaseMuDataWrapperClass, MuDataWrapper, NumericalObsField, ObsmField
 
-from hyfa._constants import EXPRESSION_OBSM_KEY, INDICES_OBS_KEY, OBSERVED_OBSM_KEY
+from hyfa._constants import EXPRESSION_OBSM_KEY, INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS
 
 from ._registration import _preview, check_expression, observed_mask, stack_tissues
 
@@ -124,7 +124,5 @@ DonorIndicesField = MuDataWrapper(NumericalObsField, preregister_fn=_add_donor_i
 
 def registered_tissues_and_genes(adata_manager) -> tuple[list[str], list[str]]:
     """Return the tissues and genes recorded in a manager's registry."""
-    from hyfa._constants import REGISTRY_KEYS
-
     state = adata_manager.get_state_registry(REGISTRY_KEYS.X_KEY)
     return list(state[TISSUES_KEY]), list(state[GENES_KEY])

@@ -15,8 +15,9 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics.pairwise import nan_euclidean_distances
 
+from hyfa._utils import as_list as _as_list
+
 from ._data_access import (
-    _as_list,
     _check_donors,
     _check_tissues,
     _covariate_matrix,

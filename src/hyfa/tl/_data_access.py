@@ -22,15 +22,6 @@ def _format_names(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
     return f"{shown} ({len(names)} in total)"
 
 
-def _as_list(names: str | Sequence[str] | None) -> list[str] | None:
-    """Return ``names`` as a list of strings (a single string becomes a one-element list)."""
-    if names is None:
-        return None
-    if isinstance(names, str):
-        return [names]
-    return [str(n) for n in names]
-
-
 def _check_tissues(mdata: MuData, tissues: Sequence[str], what: str = "tissue") -> None:
     """Raise a :class:`ValueError` naming the tissues of ``tissues`` that are not modalities of ``mdata``."""
     unknown = [t for t in tissues if t not in mdata.mod]
