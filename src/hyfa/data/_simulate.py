@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from mudata import MuData
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from ._mudata import build_mudata
 
 _HIDDEN_PER_LATENT = 4
 _AGE_RANGE = (20.0, 70.0)
+
+# Independent random streams, ``numpy.random.default_rng([seed, stream])``, so that raw counts and
+# cell types leave the draws of the Gaussian simulation (and hence its outputs) unchanged.
+_STREAM_PROGRAMS = 1  # cell-type programs of the bulk genes and cell-type fractions of the tissues
+_STREAM_COUNTS = 2  # bulk library sizes and read counts
+_STREAM_EXTRA_GENES = 3  # programs of the genes measured only in single cells (simulate_single_cell)
+# Scales on the log-expression scale (the tissue effects of the Gaussian simulation have standard
+# deviation about 1.2 across genes and 0.75 across donors).
+_GENE_SD = 1.5  # genes' baseline, shared by all tissues and cell types: gene means span decades
+_MARKER_SD = 1.0  # cell types' donor-independent gene offsets (markers)
+_PROGRAM_SD = 1.5  # cell types' donor-dependent programs: about 1 across donors, shared by tissues
+_FRACTION_CONCENTRATION = 2.0  # Dirichlet concentration of each cell type's fraction of a tissue
 
 
 def simulate(
@@ -24,6 +38,10 @@ def simulate(
     covariates: bool = False,
     min_tissues: int = 2,
     seed: int = 0,
+    counts: bool = False,
+    n_cell_types: int = 4,
+    library_size: tuple[float, float] = (1e4, 1e6),
+    theta: float = 10.0,
 ) -> tuple[MuData, MuData]:
     r"""Return simulated multi-tissue expression with missing donor x tissue pairs, and its ground truth.
 
@@ -35,6 +53,28 @@ def simulate(
     capture fully, and Gaussian noise of standard deviation ``noise_sd`` is added. Each
     donor x tissue pair is then observed at random so that about ``1 - missing_rate`` of the grid
     is observed while every donor keeps at least ``min_tissues`` tissues.
+
+    With ``counts``, the data are raw read counts made of ``n_cell_types`` cell types instead, for
+    the negative-binomial model of :cite:p:`Vinas2023` and for :func:`hyfa.data.simulate_single_cell`.
+    The network output :math:`\mu_{it}` above becomes the tissue's effect on the log expression of
+    every cell type, and cell type ``c`` adds a donor-dependent program shared by all tissues,
+
+    .. math::
+
+        \log p_{itc} = \mu_{it} + f_c(u_i) + m_c + \mathrm{const},
+        \qquad \sum_g p_{itcg} = 1,
+
+    with :math:`f_c(u) = W_{2c} \tanh(W_{1c} u + b_{1c})` a random two-layer network (standard
+    deviation about 1 across donors, larger than the tissue's about 0.75, so that a cell type's
+    donor effects largely recur across tissues) and :math:`m_c` random gene offsets: a baseline of
+    each gene shared by all cell types (standard deviation 1.5, so that gene means span decades)
+    plus the cell type's markers (standard deviation 1). The tissue is a mixture of the cell
+    types with fixed fractions :math:`w_{tc}` (a Dirichlet draw per tissue, the same for every
+    donor), so its gene proportions are :math:`\rho_{it} = \sum_c w_{tc} p_{itc}`. A sample's
+    library size :math:`l_{it}` is log-uniform in ``library_size``, and its counts are negative
+    binomial with mean :math:`l_{it} \rho_{it}` and inverse dispersion ``theta`` (variance
+    :math:`\mu + \mu^2 / \theta`), drawn as a gamma-Poisson mixture. The same donors and tissues are
+    observed as without ``counts`` for the same ``seed``, and ``noise_sd`` is not used.
 
     Parameters
     ----------
@@ -56,6 +96,15 @@ def simulate(
         Minimum number of observed tissues per donor.
     seed
         Seed of the :func:`numpy.random.default_rng` generator; equal seeds give equal data.
+    counts
+        Whether to simulate raw read counts of a mixture of cell types (see above) instead of
+        Gaussian expression.
+    n_cell_types
+        Number of cell types (``"cell_type_0"``, ...) with ``counts``.
+    library_size
+        Range ``(low, high)`` of the samples' library sizes with ``counts``, drawn log-uniformly.
+    theta
+        Inverse dispersion of the negative-binomial counts with ``counts``.
 
     Returns
     -------
@@ -70,14 +119,34 @@ def simulate(
 
     With ``covariates``, both have ``.obs["age"]`` (float, years) and ``.obs["sex"]`` (categorical).
 
+    With ``counts``, ``.X`` holds integer counts (``float32``) and ``truth`` also has
+
+    - per tissue, ``.layers["mean"]``: the expected counts :math:`l_{it} \rho_{it}`;
+      ``.layers["proportions"]``: :math:`\rho_{it}` (each row sums to 1);
+      ``.layers["tissue_effect"]``: :math:`\mu_{it}`; ``.obs["library_size"]``: :math:`l_{it}`;
+    - ``.obsm["factors"]``: the donors' factors :math:`u_i` after the covariate shift (equal to
+      ``.obsm["latent"]`` without ``covariates``);
+    - ``.uns["simulate"]``: the arguments, ``"cell_types"`` and ``"cell_type_fractions"``, a tissues
+      x cell types array of :math:`w_{tc}`.
+
     Examples
     --------
     >>> import hyfa
     >>> observed, truth = hyfa.data.simulate(n_donors=50, seed=1)
     >>> observed.n_obs, len(observed.mod)
     (50, 10)
+
+    Raw counts of a mixture of cell types:
+
+    >>> observed, truth = hyfa.data.simulate(n_donors=50, counts=True, seed=1)
+    >>> bool((observed["tissue_0"].X == observed["tissue_0"].X.round()).all())
+    True
+    >>> truth.uns["simulate"]["cell_types"]
+    ['cell_type_0', 'cell_type_1', 'cell_type_2', 'cell_type_3']
     """
     _check_arguments(n_donors, n_tissues, n_genes, n_latent, missing_rate, noise_sd, min_tissues)
+    if counts:
+        _check_count_arguments(n_cell_types, library_size, theta, seed)
     rng = np.random.default_rng(seed)
     donors = pd.Index([f"donor_{i}" for i in range(n_donors)])
     tissues = [f"tissue_{t}" for t in range(n_tissues)]
@@ -107,20 +176,144 @@ def simulate(
         "min_tissues": min_tissues,
         "seed": int(seed),
     }
+    layers = [{"mean": mean[t]} for t in range(n_tissues)]
+    sample_obs = [pd.DataFrame(index=donors) for _ in tissues]
+    if counts:
+        programs = cell_type_programs(int(seed), n_latent, n_cell_types, n_tissues, n_genes)
+        noisy, layers, library = _bulk_counts(u, mean, programs, library_size, theta, int(seed))
+        for t in range(n_tissues):
+            sample_obs[t]["library_size"] = library[t]
+        params.update(
+            counts=True,
+            n_cell_types=n_cell_types,
+            library_size=[float(library_size[0]), float(library_size[1])],
+            theta=float(theta),
+            cell_types=[f"cell_type_{c}" for c in range(n_cell_types)],
+            cell_type_fractions=programs.fractions.copy(),
+        )
     var = pd.DataFrame(index=genes)
     truth_mods, observed_mods = {}, {}
     for t, tissue in enumerate(tissues):
-        truth_mods[tissue] = AnnData(
-            X=noisy[t], obs=pd.DataFrame(index=donors), var=var.copy(), layers={"mean": mean[t]}
-        )
+        truth_mods[tissue] = AnnData(X=noisy[t], obs=sample_obs[t], var=var.copy(), layers=layers[t])
         rows = np.flatnonzero(observed_mask[:, t])
         observed_mods[tissue] = AnnData(
             X=noisy[t][rows].copy(), obs=pd.DataFrame(index=donors[rows]), var=var.copy()
         )
     truth = build_mudata(truth_mods, obs, uns={"simulate": params})
     truth.obsm["latent"] = z.astype(np.float32)
+    if counts:
+        truth.obsm["factors"] = u.astype(np.float32)
     observed = build_mudata(observed_mods, obs, uns={"simulate": params})
     return observed, truth
+
+
+@dataclass
+class CellTypePrograms:
+    """Random parameters of the cell types' gene programs of :func:`simulate` (``counts=True``).
+
+    Attributes
+    ----------
+    w1, b1
+        Hidden layer of each cell type's network, cell types x factors x hidden and cell types x hidden.
+    w2
+        Output weights, cell types x hidden x genes.
+    marker
+        Donor-independent gene offsets, cell types x genes: a baseline of each gene (the same in
+        every cell type) plus the cell type's marker offsets.
+    fractions
+        Cell-type fractions of each tissue, tissues x cell types (rows sum to 1).
+    """
+
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    marker: np.ndarray
+    fractions: np.ndarray
+
+    def log_proportions(self, u: np.ndarray, tissue_effect: np.ndarray) -> np.ndarray:
+        """Return the cell types' log gene proportions in one tissue, cell types x donors x genes.
+
+        Parameters
+        ----------
+        u
+            Donors x factors.
+        tissue_effect
+            Donors x genes effect of the tissue on log expression (its network output).
+        """
+        hidden = np.tanh(np.einsum("dl,clh->cdh", u, self.w1) + self.b1[:, None, :])
+        logits = tissue_effect[None] + np.einsum("cdh,chg->cdg", hidden, self.w2) + self.marker[:, None, :]
+        return special.log_softmax(logits, axis=-1)
+
+    def single_cell_genes(
+        self, seed: int, n_shared: int, n_extra: int
+    ) -> tuple[CellTypePrograms, np.ndarray]:
+        """Return the programs of single-cell genes and, per gene, the bulk gene whose tissue effect it takes.
+
+        The single-cell genes are the first ``n_shared`` bulk genes followed by ``n_extra`` genes
+        measured only in single cells. These share the cell types' hidden layers and get their
+        own output weights and offsets, and each takes the tissue effect of a random *partner* bulk
+        gene (co-regulation), so that tissue effects on them are known from bulk. The draws depend
+        only on ``seed`` and ``n_extra``.
+        """
+        rng = np.random.default_rng([seed, _STREAM_EXTRA_GENES])
+        n_cell_types, n_hidden, n_bulk = self.w2.shape
+        w2 = rng.normal(0.0, _PROGRAM_SD / np.sqrt(n_hidden), size=(n_cell_types, n_hidden, n_extra))
+        marker = rng.normal(0.0, _GENE_SD, size=n_extra) + rng.normal(
+            0.0, _MARKER_SD, size=(n_cell_types, n_extra)
+        )
+        partner = rng.integers(0, n_bulk, size=n_extra)
+        programs = CellTypePrograms(
+            self.w1,
+            self.b1,
+            np.concatenate([self.w2[:, :, :n_shared], w2], axis=2),
+            np.concatenate([self.marker[:, :n_shared], marker], axis=1),
+            self.fractions,
+        )
+        return programs, np.r_[np.arange(n_shared), partner]
+
+
+def cell_type_programs(
+    seed: int, n_latent: int, n_cell_types: int, n_tissues: int, n_genes: int
+) -> CellTypePrograms:
+    """Return the random cell-type programs that :func:`simulate` uses with ``counts`` for ``seed``."""
+    rng = np.random.default_rng([seed, _STREAM_PROGRAMS])
+    n_hidden = _HIDDEN_PER_LATENT * n_latent
+    w1 = rng.normal(0.0, 2.0 / np.sqrt(n_latent), size=(n_cell_types, n_latent, n_hidden))
+    b1 = rng.normal(0.0, 0.5, size=(n_cell_types, n_hidden))
+    w2 = rng.normal(0.0, _PROGRAM_SD / np.sqrt(n_hidden), size=(n_cell_types, n_hidden, n_genes))
+    marker = rng.normal(0.0, _GENE_SD, size=n_genes) + rng.normal(
+        0.0, _MARKER_SD, size=(n_cell_types, n_genes)
+    )
+    fractions = rng.dirichlet(np.full(n_cell_types, _FRACTION_CONCENTRATION), size=n_tissues)
+    return CellTypePrograms(w1, b1, w2, marker, fractions)
+
+
+def _bulk_counts(u, tissue_effect, programs, library_size, theta, seed):
+    """Return bulk counts, per-tissue layers and library sizes of a mixture of cell types.
+
+    ``tissue_effect`` is the tissues x donors x genes ``float32`` network output; the counts are
+    tissues x donors x genes ``float32``, the layers one dict per tissue and the library sizes
+    tissues x donors.
+    """
+    rng = np.random.default_rng([seed, _STREAM_COUNTS])
+    n_tissues, n_donors, _ = tissue_effect.shape
+    low, high = np.log(library_size[0]), np.log(library_size[1])
+    library = np.exp(rng.uniform(low, high, size=(n_tissues, n_donors)))
+    counts, layers = [], []
+    for t in range(n_tissues):
+        effect = tissue_effect[t].astype(np.float64)
+        cell_types = np.exp(programs.log_proportions(u, effect))
+        proportions = np.einsum("c,cdg->dg", programs.fractions[t], cell_types)
+        expected = library[t][:, None] * proportions
+        counts.append(rng.poisson(rng.gamma(theta, expected / theta)).astype(np.float32))
+        layers.append(
+            {
+                "mean": expected.astype(np.float32),
+                "proportions": proportions.astype(np.float32),
+                "tissue_effect": tissue_effect[t],
+            }
+        )
+    return np.stack(counts), layers, library
 
 
 def _check_arguments(n_donors, n_tissues, n_genes, n_latent, missing_rate, noise_sd, min_tissues) -> None:
@@ -146,6 +339,22 @@ def _check_arguments(n_donors, n_tissues, n_genes, n_latent, missing_rate, noise
             f"missing_rate={missing_rate} leaves {(1.0 - missing_rate) * n_tissues:.2f} observed tissues per donor "
             f"on average, fewer than min_tissues={min_tissues}; lower missing_rate or min_tissues."
         )
+
+
+def _check_count_arguments(n_cell_types, library_size, theta, seed) -> None:
+    """Raise a :class:`ValueError` naming the first invalid count argument of :func:`simulate`."""
+    if not isinstance(n_cell_types, int | np.integer) or n_cell_types < 1:
+        raise ValueError(f"n_cell_types must be a positive integer, got {n_cell_types!r}.")
+    try:
+        low, high = (float(v) for v in library_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"library_size must be a pair (low, high), got {library_size!r}.") from None
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+        raise ValueError(f"library_size must satisfy 0 < low <= high (finite), got {library_size!r}.")
+    if not (np.isfinite(theta) and theta > 0):
+        raise ValueError(f"theta must be a positive number, got {theta!r}.")
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer with counts=True, got {seed!r}.")
 
 
 def _tissue_network(u: np.ndarray, n_genes: int, rng: np.random.Generator) -> np.ndarray:

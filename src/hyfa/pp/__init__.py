@@ -1,5 +1,6 @@
-"""Preprocessing: GTEx-style normalization of multi-tissue read counts."""
+"""Preprocessing: GTEx-style normalization of multi-tissue read counts and cell-type signatures from single cells."""
 
 from ._normalize import normalize_gtex
+from ._signatures import aggregate_signatures
 
-__all__ = ["normalize_gtex"]
+__all__ = ["normalize_gtex", "aggregate_signatures"]
