@@ -1,3 +1,5 @@
-"""Plotting (comparison plots arrive with the evaluation tools)."""
+"""Plotting: per-tissue comparison of imputation methods."""
 
-__all__: list[str] = []
+from ._comparison import imputation_comparison
+
+__all__ = ["imputation_comparison"]

@@ -14,6 +14,7 @@ from mudata import MuData
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics.pairwise import nan_euclidean_distances
+from threadpoolctl import ThreadpoolController
 
 from hyfa._utils import as_list as _as_list
 
@@ -30,6 +31,16 @@ from ._data_access import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["MeanImputation", "SurrogateImputation", "KNNImputation", "TEEBoT"]
+
+
+_THREADPOOLS: list[ThreadpoolController] = []
+
+
+def _single_threaded_blas():
+    """Return a context manager limiting BLAS to one thread (the library scan is done once and cached)."""
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    return _THREADPOOLS[0].limit(limits=1, user_api="blas")
 
 
 class _BaseImputation:
@@ -154,7 +165,10 @@ class _BaseImputation:
         obs = mdata.obs.loc[donors, obs_columns]
         out = {}
         for target in targets:
-            pred = self._predict(mdata, target, sources, donors)
+            # The matrices are small (donors x genes): multithreaded BLAS only adds overhead, and on a busy
+            # machine OpenBLAS threads can make a 300 x 200 SVD take seconds instead of milliseconds.
+            with _single_threaded_blas():
+                pred = self._predict(mdata, target, sources, donors)
             var_source = mdata.mod[target] if target in mdata.mod else self.mdata.mod[target]
             adata = AnnData(
                 X=np.asarray(pred, dtype=np.float32),
