@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,7 @@ class _BaseImputation:
         )
 
     # ------------------------------------------------------------------ public API
-    def fit(self, train_donors: Sequence[str]) -> _BaseImputation:
+    def fit(self, train_donors: Sequence[str]) -> Self:
         """Record the training donors; models are fitted lazily per (source tissues, target tissue).
 
         Parameters
