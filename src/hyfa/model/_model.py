@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from anndata import AnnData
 from mudata import MuData
+from scipy import sparse
 from scvi.data import AnnDataManager
 from scvi.data.fields import MuDataCategoricalJointObsField, MuDataNumericalJointObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
@@ -17,8 +18,10 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
 from hyfa._utils import as_list as _as_list
 from hyfa.module import HYFAModule
+from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
+from hyfa.nn import count_distribution, count_variance, predicted_library
 
-from ._registration import _preview, resolve_genes, resolve_tissues
+from ._registration import _preview, check_counts, resolve_genes, resolve_tissues
 from ._scvi_internals import (
     VALIDATION_CHECKS,
     DonorIndicesField,
@@ -26,6 +29,7 @@ from ._scvi_internals import (
     TissueExpressionField,
     registered_tissues_and_genes,
 )
+from ._signatures import CellTypeSignatureMixin
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def _check_covariates(mdata: MuData, keys: Sequence[str] | None, kind: str) -> N
             raise ValueError(f"Continuous covariate {key!r} holds infinite values.")
 
 
-class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
+class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Hypergraph factorization for multi-tissue gene expression imputation :cite:p:`Vinas2023`.
 
     Each donor is a node of a hypergraph whose hyperedges join the donor, a tissue it gave and a
@@ -82,7 +86,12 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
         signal within 25 epochs where layer normalization did not; without batch normalization a
         donor's prediction never depends on the other donors of its minibatch.
     gene_likelihood
-        ``"normal"`` for normalized expression (e.g. :func:`hyfa.pp.normalize_gtex`).
+        ``"normal"`` for normalized expression (e.g. :func:`hyfa.pp.normalize_gtex`); ``"nb"``
+        (negative binomial) or ``"zinb"`` (zero-inflated negative binomial) for raw counts, with
+        the gene proportions, dispersion and a log-normal library size predicted per target
+        (the names follow :class:`scvi.model.SCVI`). Counts must be non-negative integers. The
+        library size is the total over the *modelled* genes: for a gene panel such as
+        :func:`hyfa.data.gtex_acmg59` it is not the sequencing depth.
     validation_seed
         Seed of the fixed source/target split of validation donors.
 
@@ -124,9 +133,13 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
         validation_seed: int = 0,
     ):
         super().__init__(mdata)
-        if gene_likelihood != "normal":
-            raise ValueError(f"gene_likelihood must be 'normal', got {gene_likelihood!r}.")
+        if gene_likelihood not in GENE_LIKELIHOODS:
+            raise ValueError(f"gene_likelihood must be one of {GENE_LIKELIHOODS}, got {gene_likelihood!r}.")
         tissues, genes = registered_tissues_and_genes(self.adata_manager)
+        log_library = {}
+        if gene_likelihood != "normal":
+            check_counts(self.adata, tissues, genes, self.adata_manager.registry["setup_args"].get("layer"))
+            log_library = self._log_library_stats()
         n_cats_per_cov = (
             self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
@@ -151,13 +164,52 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
             residual_update=residual_update,
             encoder_activation=encoder_activation,
             norm=norm,
+            gene_likelihood=gene_likelihood,
             validation_seed=validation_seed,
+            **log_library,
         )
         self._model_summary_string = (
             f"HYFA model: {len(tissues)} tissues, {len(genes)} genes, {n_metagenes} metagenes x {n_factors}, "
             f"{n_graph_layers} graph layers, gene_likelihood: {gene_likelihood}."
         )
+        if gene_likelihood != "normal":
+            self.module.set_input_standardization(*self._log_count_stats())
+        #: Cell-type signature part (see train_cell_type_signatures); saved and loaded with the model.
+        self.signature_setup_: dict | None = None
+        self.signature_history_: dict | None = None
         self.init_params_ = self._get_init_params(locals())
+
+    def _log_count_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return per-(tissue, gene) mean and sd of ``log1p`` counts per 10,000 over the registered samples."""
+        x = sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
+        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0
+        n_tissues, n_genes = observed.shape[1], x.shape[1] // observed.shape[1]
+        loc, scale = np.zeros((n_tissues, n_genes)), np.ones((n_tissues, n_genes))
+        for t in range(n_tissues):
+            rows = np.flatnonzero(observed[:, t])
+            if len(rows) == 0:
+                continue
+            block = np.asarray(x[rows][:, t * n_genes : (t + 1) * n_genes].todense(), dtype=np.float64)
+            logged = np.log1p(
+                block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
+            )
+            loc[t] = logged.mean(axis=0)
+            if len(rows) > 1:
+                scale[t] = logged.std(axis=0)
+        return loc, scale
+
+    def _log_library_stats(self) -> dict[str, float]:
+        """Return the mean and sd of the log total counts of all registered samples (init of the library model)."""
+        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
+        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0
+        n_tissues = observed.shape[1]
+        block = sparse.kron(sparse.identity(n_tissues), np.ones((x.shape[1] // n_tissues, 1)), format="csr")
+        totals = np.asarray((sparse.csr_matrix(x) @ block).todense())  # donors x tissues
+        logs = np.log(np.maximum(totals[observed], 1.0))
+        return {
+            "log_library_mean": float(logs.mean()),
+            "log_library_sd": float(logs.std()) if len(logs) > 1 else 1.0,
+        }
 
     # -- registration -------------------------------------------------------------------------
     @classmethod
@@ -273,8 +325,9 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
         """Train the model with pseudo-masks :cite:p:`Vinas2023`.
 
         Each time a training donor is drawn, ``k ~ Uniform{1..n-1}`` of its ``n`` tissues are
-        sources and the rest targets; the loss is the mean Gaussian negative log-likelihood over
-        the targets. Validation donors use source/target splits fixed by ``validation_seed``.
+        sources and the rest targets; the loss is the mean negative log-likelihood (of the
+        model's ``gene_likelihood``) over the targets. Validation donors use source/target splits
+        fixed by ``validation_seed``.
 
         Donors are split, by name, in the first way given: ``train_donors`` (and
         ``validation_donors``; all other donors are held out as test donors and never seen);
@@ -441,6 +494,7 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
         n_samples: int = 1,
         return_samples: bool = False,
         batch_size: int | None = None,
+        library_size: str | float = "latent",
     ) -> AnnData | MuData | tuple[AnnData, np.ndarray] | tuple[MuData, dict[str, np.ndarray]]:
         """Return each donor's predicted expression in the target tissues.
 
@@ -467,35 +521,60 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
             Also return the draws, ``(n_samples, n_donors, n_genes)`` per target.
         batch_size
             Donors per minibatch.
+        library_size
+            Count likelihoods only. ``"latent"``: the library size the model predicts for the
+            target (the mean of its log-normal, or draws from it with ``n_samples > 1``);
+            ``"observed"``: the target's observed total counts (every donor must have the
+            target, and ``exclude_target`` still keeps it out of the sources); a number: that
+            library for every donor (e.g. ``1e4`` for counts per 10,000, or ``1`` for
+            proportions).
 
         Returns
         -------
         One AnnData per target tissue: obs = donors (with the donor-level columns of
         ``mdata.obs``), var = genes, ``X`` = predicted mean, ``layers["sd"]`` = predictive standard
-        deviation, ``uns["hyfa"]`` = the tissues used. With ``return_samples``, a tuple of that and
+        deviation (for counts, given the library size), ``uns["hyfa"]`` = the tissues used and,
+        for counts, ``obs["library_size"]`` = the library size of each prediction. With ``return_samples``, a tuple of that and
         the draws (an array, or a dict of arrays by tissue).
         """
         single = isinstance(target_tissues, str)
         targets = _as_list(target_tissues) or self.tissues
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        self._check_library_size(library_size)
         mdata, indices, donor_names, masks = self._prepare(
             mdata, donors, source_tissues, targets, exclude_target
         )
+        if library_size == "observed":
+            self._check_observed_targets(mdata, indices, donor_names, masks)
         self.module.eval()
         n_genes = len(self.genes)
         means = {t: np.empty((len(indices), n_genes), np.float32) for t in masks}
         sds = {t: np.empty((len(indices), n_genes), np.float32) for t in masks}
+        libraries = {t: np.empty(len(indices), np.float32) for t in masks}
         sample = return_samples or n_samples > 1
         draws = {t: np.empty((n_samples, len(indices), n_genes), np.float32) for t in masks} if sample else {}
         for rows, tensors in self._batches(mdata, indices, batch_size):
             for t, mask in masks.items():
                 h = self._embed(tensors, mask[rows])
-                px = self.module.generative(h, torch.full((h.shape[0],), t, device=h.device))["px"]
+                tissue_index = torch.full((h.shape[0],), t, device=h.device)
+                if not self.module.counts:
+                    px = self.module.generative(h, tissue_index)["px"]
+                    means[t][rows] = px.mean.cpu().numpy()
+                    sds[t][rows] = px.stddev.cpu().numpy()
+                    if sample:
+                        draws[t][:, rows] = px.sample((n_samples,)).cpu().numpy()
+                    continue
+                library = self._library(tensors, t, library_size, h.shape[0])
+                out = self.module.generative(h, tissue_index, library=library)
+                px = out["px"]
+                libraries[t][rows] = (
+                    library if library is not None else predicted_library(out["log_library"])
+                ).cpu()
                 means[t][rows] = px.mean.cpu().numpy()
-                sds[t][rows] = px.stddev.cpu().numpy()
+                sds[t][rows] = count_variance(px).sqrt().cpu().numpy()
                 if sample:
-                    draws[t][:, rows] = px.sample((n_samples,)).cpu().numpy()
+                    draws[t][:, rows] = self._sample_counts(out, library, n_samples).cpu().numpy()
         obs = self._donor_obs(mdata, donor_names)
         adatas = {}
         for t in masks:
@@ -507,6 +586,8 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
                 else pd.DataFrame(index=self.genes)
             )
             adatas[name] = AnnData(X=X, obs=obs.copy(), var=var, layers={"sd": sds[t]})
+            if self.module.counts:
+                adatas[name].obs["library_size"] = libraries[t]
             used = [self.tissues[k] for k in np.flatnonzero(masks[t].any(axis=0))]
             adatas[name].uns["hyfa"] = {
                 "target_tissue": name,
@@ -518,6 +599,57 @@ class HYFA(UnsupervisedTrainingMixin, BaseModelClass):
             return result
         samples = {self.tissues[t]: draws[t] for t in masks}
         return (result, samples[targets[0]]) if single else (result, samples)
+
+    def _check_library_size(self, library_size) -> None:
+        if isinstance(library_size, str):
+            if library_size not in ("latent", "observed"):
+                raise ValueError(
+                    f"library_size must be 'latent', 'observed' or a number, got {library_size!r}."
+                )
+        elif not (np.isscalar(library_size) and np.isfinite(library_size) and library_size > 0):
+            raise ValueError(
+                f"library_size must be 'latent', 'observed' or a positive number, got {library_size!r}."
+            )
+        if library_size != "latent" and not self.module.counts:
+            raise ValueError(
+                "library_size applies to count likelihoods ('nb', 'zinb'); this model's gene_likelihood is "
+                f"{self.module.gene_likelihood!r}."
+            )
+
+    def _check_observed_targets(self, mdata, indices, donor_names, masks) -> None:
+        observed = np.asarray(self.get_anndata_manager(mdata).get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))
+        for t in masks:
+            lacking = np.flatnonzero(observed[indices, t] == 0)
+            if len(lacking):
+                raise ValueError(
+                    f"library_size='observed' needs the observed target, but {len(lacking)} donors lack "
+                    f"{self.tissues[t]!r}: {_preview(np.asarray(donor_names)[lacking])}. Use library_size='latent'."
+                )
+
+    def _library(self, tensors: dict, t: int, library_size, n: int) -> torch.Tensor | None:
+        """Return the library sizes of a minibatch's predictions of tissue ``t`` (``None``: predicted)."""
+        device = self.module.device
+        if library_size == "latent":
+            return None
+        if library_size == "observed":
+            x = tensors[REGISTRY_KEYS.X_KEY].to(device).view(n, len(self.tissues), len(self.genes))
+            return x[:, t].sum(dim=-1)
+        return torch.full((n,), float(library_size), device=device)
+
+    @staticmethod
+    def _sample_counts(out: dict, library: torch.Tensor | None, n_samples: int) -> torch.Tensor:
+        """Return ``(n_samples, n, n_genes)`` draws, each with a library drawn from its log-normal when ``None``."""
+        px = out["px"]
+        if library is not None:
+            return px.sample((n_samples,))
+        zi_logits = getattr(px, "zi_logits", None)
+        draws = [
+            count_distribution(
+                out["proportions"], px.theta, zi_logits, torch.exp(out["log_library"].sample())
+            ).sample()
+            for _ in range(n_samples)
+        ]
+        return torch.stack(draws)
 
     @staticmethod
     def _donor_obs(mdata: MuData, donor_names: pd.Index) -> pd.DataFrame:

@@ -136,6 +136,30 @@ def check_expression(mdata: MuData, tissues: Sequence[str], genes: Sequence[str]
             )
 
 
+def check_counts(mdata: MuData, tissues: Sequence[str], genes: Sequence[str], layer: str | None) -> None:
+    """Raise if any tissue's registered expression holds negative or non-integer values, naming donors and genes."""
+    where = "X" if layer is None else f"layer {layer!r}"
+    for tissue in tissues:
+        if tissue not in mdata.mod:
+            continue
+        adata = mdata.mod[tissue]
+        values = _tissue_matrix(mdata, tissue, layer)[:, adata.var_names.get_indexer(genes)]
+        values = values.toarray() if sparse.issparse(values) else np.asarray(values)
+        values = values.astype(np.float64, copy=False)
+        for problem, bad in (("negative", values < 0), ("non-integer", values != np.round(values))):
+            if bad.any():
+                rows, cols = np.nonzero(bad)
+                examples = ", ".join(
+                    f"{adata.obs_names[r]}/{genes[c]} = {values[r, c]:g}"
+                    for r, c in zip(rows[:5], cols[:5], strict=True)
+                )
+                raise ValueError(
+                    f"gene_likelihood 'nb'/'zinb' models raw counts, but tissue {tissue!r} ({where}) has "
+                    f"{bad.sum()} {problem} values, e.g. donor/gene {examples}. Register the raw counts "
+                    "(layer=...) or use gene_likelihood='normal' for normalized expression."
+                )
+
+
 def observed_mask(mdata: MuData, tissues: Sequence[str]) -> np.ndarray:
     """Return a donors x tissues float32 matrix, 1 where the donor (by name) has a sample of the tissue."""
     mask = np.zeros((mdata.n_obs, len(tissues)), dtype=np.float32)

@@ -2,5 +2,13 @@
 
 from ._masks import fixed_split, random_split, split_sources_targets
 from ._module import HYFAModule
+from ._signatures import CellTypeSignatureHead, SignatureTrainingModule
 
-__all__ = ["HYFAModule", "fixed_split", "random_split", "split_sources_targets"]
+__all__ = [
+    "CellTypeSignatureHead",
+    "HYFAModule",
+    "SignatureTrainingModule",
+    "fixed_split",
+    "random_split",
+    "split_sources_targets",
+]

@@ -9,9 +9,27 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from hyfa._constants import REGISTRY_KEYS
-from hyfa.nn import GaussianDecoder, HyperedgePredictor, HypergraphAttentionConv, MetageneEncoder
+from hyfa.nn import (
+    CountDecoder,
+    GaussianDecoder,
+    HyperedgePredictor,
+    HypergraphAttentionConv,
+    MetageneEncoder,
+    count_distribution,
+    predicted_library,
+)
 
 from ._masks import fixed_split, random_split
+
+#: Values of ``gene_likelihood``.
+GENE_LIKELIHOODS = ("normal", "nb", "zinb")
+#: Counts per sample that count-likelihood inputs are scaled to before ``log1p`` in the encoder.
+ENCODER_TARGET_SUM = 1e4
+
+
+def log_library(library: torch.Tensor) -> torch.Tensor:
+    """Return ``log(max(library, 1))``, the observed log library size the library model fits."""
+    return torch.log(library.clamp(min=1.0))
 
 
 class HYFAModule(BaseModuleClass):
@@ -21,6 +39,11 @@ class HYFAModule(BaseModuleClass):
     hyperedges of their source tissues; ``generative`` predicts the metagene attributes of
     target (donor, tissue) hyperedges and decodes them to a distribution over genes; ``loss`` is
     the mean negative log-likelihood over each donor's targets, averaged over donors.
+
+    With a count likelihood (``"nb"``, ``"zinb"``) the encoder reads ``log1p`` of each sample's
+    counts scaled to 10,000 in total, standardized per tissue and gene; the likelihood of target counts uses their observed
+    library size (the total over the modelled genes), and a log-normal library-size model,
+    fitted to the observed totals, predicts it where it is not observed.
 
     Parameters
     ----------
@@ -55,6 +78,10 @@ class HYFAModule(BaseModuleClass):
     norm
         Normalization inside every MLP: ``None`` (default), ``"batch"`` (the authors'
         implementation) or ``"layer"``.
+    gene_likelihood
+        ``"normal"`` (normalized expression), ``"nb"`` or ``"zinb"`` (raw counts).
+    log_library_mean, log_library_sd
+        Count likelihoods: the initial mean and standard deviation of the log library size.
     validation_seed
         Seed of the fixed source/target masks of donors evaluated in eval mode.
     """
@@ -79,15 +106,24 @@ class HYFAModule(BaseModuleClass):
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
         norm: str | None = None,
+        gene_likelihood: str = "normal",
+        log_library_mean: float = 0.0,
+        log_library_sd: float = 1.0,
         validation_seed: int = 0,
     ):
         super().__init__()
+        if gene_likelihood not in GENE_LIKELIHOODS:
+            raise ValueError(f"gene_likelihood must be one of {GENE_LIKELIHOODS}, got {gene_likelihood!r}.")
+        self.gene_likelihood = gene_likelihood
+        self.register_buffer("input_loc", torch.zeros(n_tissues, n_genes))
+        self.register_buffer("input_scale", torch.ones(n_tissues, n_genes))
         self.n_genes = n_genes
         self.n_tissues = n_tissues
         self.n_cats_per_cov = list(n_cats_per_cov or [])
         self.n_continuous_cov = n_continuous_cov
         self.n_donor_latent = n_donor_latent
         self.validation_seed = validation_seed
+        self.signature_head = None  # cell-type signatures: see attach_signature_head
         n_covariate_dims = sum(self.n_cats_per_cov) + n_continuous_cov
         if n_covariate_dims > n_donor_latent:
             raise ValueError(
@@ -121,9 +157,43 @@ class HYFAModule(BaseModuleClass):
             dropout_rate,
             norm,
         )
-        self.decoder = GaussianDecoder(
-            n_metagenes * n_factors, n_genes, n_hidden_decoder, dropout_rate, norm=norm
-        )
+        if gene_likelihood == "normal":
+            self.decoder = GaussianDecoder(
+                n_metagenes * n_factors, n_genes, n_hidden_decoder, dropout_rate, norm=norm
+            )
+        else:
+            self.decoder = CountDecoder(
+                n_metagenes * n_factors,
+                n_genes,
+                n_hidden_decoder,
+                dropout_rate,
+                zero_inflated=gene_likelihood == "zinb",
+                norm=norm,
+                log_library_mean=log_library_mean,
+                log_library_sd=log_library_sd,
+            )
+
+    @property
+    def counts(self) -> bool:
+        """Whether the likelihood models raw counts."""
+        return self.gene_likelihood != "normal"
+
+    def encoder_input(self, x: torch.Tensor, tissue_index: torch.Tensor) -> torch.Tensor:
+        """Return what the metagene encoder reads of ``(n_samples, n_genes)`` expression of tissues ``tissue_index``.
+
+        Normalized expression as is; counts as ``log1p`` of each sample scaled to 10,000 counts,
+        standardized per tissue and gene with :meth:`set_input_standardization`'s statistics.
+        """
+        if not self.counts:
+            return x
+        total = x.sum(dim=-1, keepdim=True).clamp(min=1.0)
+        logged = torch.log1p(x * (ENCODER_TARGET_SUM / total))
+        return (logged - self.input_loc[tissue_index]) / self.input_scale[tissue_index]
+
+    def set_input_standardization(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        """Set the per-(tissue, gene) mean and sd of ``log1p`` scaled counts (saved with the module)."""
+        self.input_loc.copy_(torch.as_tensor(loc, dtype=torch.float32))
+        self.input_scale.copy_(torch.as_tensor(scale, dtype=torch.float32).clamp(min=1e-3))
 
     # -- donor nodes ---------------------------------------------------------------------------
     def initial_donor(self, n_donors: int, cat_covs=None, cont_covs=None) -> torch.Tensor:
@@ -185,18 +255,31 @@ class HYFAModule(BaseModuleClass):
         n_donors = x.shape[0]
         x = x.view(n_donors, self.n_tissues, self.n_genes)
         edge_donor, edge_tissue = source_mask.nonzero(as_tuple=True)
-        edge_attr = self.encoder(x[edge_donor, edge_tissue])
+        edge_attr = self.encoder(self.encoder_input(x[edge_donor, edge_tissue], edge_tissue))
         h = self.initial_donor(n_donors, cat_covs, cont_covs)
         for layer in self.graph_layers:
             h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, edge_donor, edge_tissue)
         return {"donor": h, "source_mask": source_mask, "target_mask": target_mask}
 
+    def _targets(self, tensors, target_mask: torch.Tensor):
+        """Return donor rows, tissue indices and observed expression of every target pair."""
+        n_donors = target_mask.shape[0]
+        donor_row, tissue_index = target_mask.nonzero(as_tuple=True)
+        x = tensors[REGISTRY_KEYS.X_KEY].view(n_donors, self.n_tissues, self.n_genes)[donor_row, tissue_index]
+        return donor_row, tissue_index, x
+
     def _get_generative_input(self, tensors, inference_outputs) -> dict:
-        donor_row, tissue_index = inference_outputs["target_mask"].nonzero(as_tuple=True)
-        return {"donor": inference_outputs["donor"][donor_row], "tissue_index": tissue_index}
+        donor_row, tissue_index, x = self._targets(tensors, inference_outputs["target_mask"])
+        return {
+            "donor": inference_outputs["donor"][donor_row],
+            "tissue_index": tissue_index,
+            "library": x.sum(dim=-1) if self.counts else None,
+        }
 
     @auto_move_data
-    def generative(self, donor: torch.Tensor, tissue_index: torch.Tensor) -> dict:
+    def generative(
+        self, donor: torch.Tensor, tissue_index: torch.Tensor, library: torch.Tensor | None = None
+    ) -> dict:
         """Return the predictive distribution ``px`` of each target (donor, tissue) pair.
 
         Parameters
@@ -205,17 +288,37 @@ class HYFAModule(BaseModuleClass):
             ``(n_targets, n_donor_latent)`` embedding of each target's donor.
         tissue_index
             ``(n_targets,)`` target tissue of each target.
+        library
+            Count likelihoods only: ``(n_targets,)`` library sizes of the targets; ``None`` uses
+            the median of the predicted log-normal library size.
+
+        Returns
+        -------
+        ``{"px": distribution}``; count likelihoods add ``"proportions"`` (gene proportions) and
+        ``"log_library"`` (the predicted Normal over the log library size).
         """
         metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
-        return {"px": self.decoder(metagene_attr)}
+        if not self.counts:
+            return {"px": self.decoder(metagene_attr)}
+        params = self.decoder(metagene_attr)
+        if library is None:
+            library = predicted_library(params["log_library"])
+        px = count_distribution(params["proportions"], params["theta"], params["zi_logits"], library)
+        return {"px": px, "proportions": params["proportions"], "log_library": params["log_library"]}
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Return the mean over donors of the mean target negative log-likelihood per gene."""
+        """Return the mean over donors of the mean target negative log-likelihood per gene.
+
+        With a count likelihood, each target adds the negative log-likelihood of its observed log
+        library size under the library model, divided by the number of genes.
+        """
         target_mask = inference_outputs["target_mask"]
         n_donors = target_mask.shape[0]
-        donor_row, tissue_index = target_mask.nonzero(as_tuple=True)
-        x = tensors[REGISTRY_KEYS.X_KEY].view(n_donors, self.n_tissues, self.n_genes)[donor_row, tissue_index]
+        donor_row, _, x = self._targets(tensors, target_mask)
         nll = -generative_outputs["px"].log_prob(x).mean(dim=-1)
+        if self.counts:
+            library_nll = -generative_outputs["log_library"].log_prob(log_library(x.sum(dim=-1)))
+            nll = nll + library_nll / self.n_genes
         per_donor = torch.zeros(n_donors, device=nll.device).index_add(0, donor_row, nll)
         n_targets = target_mask.sum(dim=1)
         has_target = n_targets > 0
@@ -224,8 +327,33 @@ class HYFAModule(BaseModuleClass):
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 "HYFA's training loss became NaN or infinite. Check the registered expression for extreme "
-                "values (normalize raw counts first) or lower the learning rate (plan_kwargs={'lr': ...})."
+                "values (normalize raw counts, or use gene_likelihood='nb' for them) or lower the learning rate (plan_kwargs={'lr': ...})."
             )
         return LossOutput(
             loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1)
         )
+
+    # -- cell-type signatures (transfer learning) ---------------------------------------------------
+    def attach_signature_head(self, **head_kwargs) -> nn.Module:
+        """Attach (or replace) a :class:`~hyfa.module.CellTypeSignatureHead` built from ``head_kwargs``.
+
+        The embedding sizes of this module are filled in; the head's parameters become part of
+        this module's state, so saving the model saves them.
+        """
+        from ._signatures import CellTypeSignatureHead
+
+        self.signature_head = CellTypeSignatureHead(
+            n_donor_latent=self.n_donor_latent,
+            n_tissue_latent=self.tissue_embedding.shape[1],
+            n_metagene_latent=self.metagene_embedding.shape[1],
+            n_metagenes=self.metagene_embedding.shape[0],
+            n_factors=self.encoder.n_factors,
+            **head_kwargs,
+        ).to(self.tissue_embedding.device)
+        return self.signature_head
+
+    def on_load(self, model, **kwargs):
+        """Rebuild the signature head recorded in ``model.signature_setup_`` before the state is loaded."""
+        setup = getattr(model, "signature_setup_", None)
+        if setup:
+            self.attach_signature_head(**setup["head"])

@@ -1,12 +1,16 @@
 """Neural-network building blocks of HYFA :cite:p:`Vinas2023`."""
 
-from ._decoders import GaussianDecoder
+from ._decoders import CountDecoder, GaussianDecoder, count_distribution, count_variance, predicted_library
 from ._encoder import MetageneEncoder
 from ._hyperedge_predictor import HyperedgePredictor
 from ._hypergraph_conv import HypergraphAttentionConv, segment_softmax
 from ._mlp import MLP, FactorizedInput, hidden_block
 
 __all__ = [
+    "CountDecoder",
+    "count_distribution",
+    "count_variance",
+    "predicted_library",
     "FactorizedInput",
     "GaussianDecoder",
     "HyperedgePredictor",

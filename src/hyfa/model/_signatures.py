@@ -1,0 +1,485 @@
+"""Cell-type signatures on a trained bulk model: transfer learning and prediction :cite:p:`Vinas2023`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from mudata import MuData
+from scipy import sparse
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField, NumericalObsField
+from scvi.dataloaders import DataSplitter
+from scvi.train import TrainingPlan, TrainRunner
+
+from hyfa._constants import REGISTRY_KEYS
+from hyfa._utils import as_list as _as_list
+from hyfa.module._signatures import SIGNATURE_KEYS, SignatureTrainingModule, signature_distribution
+from hyfa.nn import count_variance, predicted_library
+
+from ._registration import _preview
+
+logger = logging.getLogger(__name__)
+
+
+def _counts_matrix(adata: AnnData, layer: str | None) -> sparse.csr_matrix:
+    """Return ``adata``'s counts as float32 CSR, raising on negative or non-integer values."""
+    matrix = adata.X if layer is None else adata.layers[layer]
+    matrix = sparse.csr_matrix(matrix, dtype=np.float32)
+    where = "X" if layer is None else f"layer {layer!r}"
+    for problem, bad in (
+        ("negative", matrix.data < 0),
+        ("non-integer", matrix.data != np.round(matrix.data)),
+        ("NaN or infinite", ~np.isfinite(matrix.data)),
+    ):
+        if bad.any():
+            rows = np.searchsorted(matrix.indptr, np.flatnonzero(bad), side="right") - 1
+            raise ValueError(
+                f"Signatures ({where}) must be raw counts, but {bad.sum()} values are {problem}, e.g. in "
+                f"signatures {_preview(adata.obs_names[np.unique(rows)], 5)}."
+            )
+    return matrix
+
+
+def _positive_column(obs: pd.DataFrame, key: str) -> np.ndarray:
+    if key not in obs.columns:
+        raise KeyError(f"{key!r} is not a column of signatures.obs.")
+    values = pd.to_numeric(obs[key], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(values) & (values > 0))
+    if bad.any():
+        raise ValueError(
+            f"signatures.obs[{key!r}] must be positive numbers; not so for {_preview(obs.index[bad], 5)}."
+        )
+    return values.astype(np.float32)
+
+
+class _SignatureTrainee:
+    """What :class:`scvi.train.TrainRunner` needs of a model, for the signature module."""
+
+    def __init__(self, module: SignatureTrainingModule, adata: AnnData):
+        self.module = module
+        self.adata = adata
+        self.history_ = None
+        self.is_trained_ = False
+        self.run_name = "hyfa_cell_type_signatures"
+
+    def to_device(self, device) -> None:
+        self.module.to(device)
+
+
+class CellTypeSignatureMixin:
+    """Transfer learning of cell-type signatures on a trained :class:`~hyfa.HYFA` :cite:p:`Vinas2023`."""
+
+    def _signature_codes(self, obs: pd.DataFrame, keys: dict[str, str]) -> dict[str, np.ndarray]:
+        """Return donor, tissue and cell-type codes of signature rows, raising on unknown names."""
+        for key in keys.values():
+            if key not in obs.columns:
+                raise KeyError(f"{key!r} is not a column of signatures.obs.")
+        donors = obs[keys["donor"]].astype(str).to_numpy()
+        unknown = pd.Index(donors).difference(self.adata.obs_names)
+        if len(unknown):
+            raise ValueError(
+                f"Signature donors {_preview(list(unknown))} are not donors of the model's MuData; the donor "
+                "embeddings come from their bulk tissues."
+            )
+        tissues = obs[keys["tissue"]].astype(str).to_numpy()
+        unknown = sorted(set(tissues) - set(self.tissues))
+        if unknown:
+            raise ValueError(f"Signature tissues {_preview(unknown)} are not tissues of the model.")
+        return {
+            "donor": donors,
+            "tissue": np.array([self.tissues.index(t) for t in tissues]),
+            "cell_type": obs[keys["cell_type"]].astype(str).to_numpy(),
+        }
+
+    def _bulk_donor_inputs(self, donors: Sequence[str], source_tissues: Sequence[str] | None) -> dict:
+        """Return the registered bulk expression, source masks and covariates of ``donors``, as tensors."""
+        manager = self.adata_manager
+        rows = self.adata.obs_names.get_indexer(donors)
+        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)[rows]
+        observed = np.asarray(manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[rows] > 0
+        allowed = np.zeros(len(self.tissues), dtype=bool)
+        allowed[self._check_tissues(_as_list(source_tissues) or self.tissues, "source tissues")] = True
+        sources = observed & allowed
+        lacking = np.flatnonzero(~sources.any(axis=1))
+        if len(lacking):
+            raise ValueError(
+                f"Donors {_preview(np.asarray(donors)[lacking])} have none of the bulk source tissues, so they "
+                "have no donor embedding."
+            )
+        covs = {}
+        for key, name in (
+            (REGISTRY_KEYS.CAT_COVS_KEY, "cat_covs"),
+            (REGISTRY_KEYS.CONT_COVS_KEY, "cont_covs"),
+        ):
+            if key in manager.data_registry:
+                values = manager.get_from_registry(key)
+                values = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+                covs[name] = torch.as_tensor(values[rows], dtype=torch.float32)
+        x = x.toarray() if sparse.issparse(x) else np.asarray(x)
+        return {
+            "bulk_x": torch.as_tensor(x, dtype=torch.float32),
+            "bulk_sources": torch.as_tensor(sources),
+            **covs,
+        }
+
+    def train_cell_type_signatures(
+        self,
+        signatures: AnnData,
+        donor_key: str = "donor",
+        tissue_key: str = "tissue",
+        cell_type_key: str = "cell_type",
+        n_cells_key: str = "n_cells",
+        library_size_key: str = "library_size",
+        layer: str | None = None,
+        train_donors: Sequence[str] | None = None,
+        validation_donors: Sequence[str] | None = None,
+        source_tissues: Sequence[str] | None = None,
+        freeze_pretrained: bool = True,
+        max_epochs: int = 200,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        n_cell_type_latent: int = 120,
+        n_hidden_decoder: int = 128,
+        dropout_rate: float | None = None,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Learn cell-type signatures from the bulk model by transfer learning :cite:p:`Vinas2023`.
+
+        Adds learnable cell-type embeddings, a hyperedge MLP over (donor, tissue, metagene, cell
+        type) and a zero-inflated negative-binomial decoder over the signature genes (which may
+        differ from the bulk genes), and fits them to observed signatures; each donor's
+        embedding comes from its bulk tissues in the registered MuData. The pretrained bulk
+        parameters stay fixed unless ``freeze_pretrained=False``. Calling it again replaces the
+        signature part. Training history is in ``model.signature_history_``.
+
+        Parameters
+        ----------
+        signatures
+            Summed counts, one row per (donor, tissue, cell type), e.g. from
+            :func:`hyfa.pp.aggregate_signatures`. Donors must be donors of the model's MuData and
+            tissues tissues of the model.
+        donor_key, tissue_key, cell_type_key
+            Columns of ``signatures.obs`` naming each row's donor, tissue and cell type.
+        n_cells_key, library_size_key
+            Columns of ``signatures.obs`` with the number of cells summed and their mean library
+            size (total counts per cell).
+        layer
+            Layer of ``signatures`` with the counts; ``None`` uses ``X``.
+        train_donors
+            Donors whose signatures train the model (default: all but ``validation_donors``).
+        validation_donors
+            Donors whose signatures give the validation loss.
+        source_tissues
+            Bulk tissues the donor embeddings may use (default: all of the donor's).
+        freeze_pretrained
+            Keep the bulk model fixed (default) or fine-tune it as well.
+        max_epochs
+            Passes through the training signatures.
+        lr
+            Adam learning rate.
+        batch_size
+            Signatures per minibatch.
+        n_cell_type_latent
+            Cell-type embedding size.
+        n_hidden_decoder
+            Width of the signature decoder's hidden layer.
+        dropout_rate
+            Dropout in the new layers; ``None`` uses the bulk model's.
+        accelerator, devices
+            Passed to :class:`scvi.train.Trainer`.
+        plan_kwargs
+            Passed to :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Passed to :class:`scvi.train.Trainer`.
+        """
+        if not self.is_trained_:
+            raise RuntimeError(
+                "Train the bulk model (model.train()) before transferring it to cell-type signatures."
+            )
+        keys = {"donor": donor_key, "tissue": tissue_key, "cell_type": cell_type_key}
+        codes = self._signature_codes(signatures.obs, keys)
+        n_cells = _positive_column(signatures.obs, n_cells_key)
+        library = _positive_column(signatures.obs, library_size_key)
+        counts = _counts_matrix(signatures, layer)
+        cell_types = sorted(set(codes["cell_type"]))
+        donors = list(dict.fromkeys(codes["donor"]))
+        train_rows, val_rows = self._signature_split(codes["donor"], train_donors, validation_donors)
+        inputs = self._bulk_donor_inputs(donors, source_tissues)
+
+        log_library = np.log(library[train_rows])
+        head = {
+            "n_cell_types": len(cell_types),
+            "n_genes": signatures.n_vars,
+            "n_cell_type_latent": n_cell_type_latent,
+            "n_predictor_layers": self.init_params_["non_kwargs"]["n_predictor_layers"],
+            "n_hidden_decoder": n_hidden_decoder,
+            "dropout_rate": self.init_params_["non_kwargs"]["dropout_rate"]
+            if dropout_rate is None
+            else dropout_rate,
+            "norm": self.init_params_["non_kwargs"]["norm"],
+            "log_library_mean": float(log_library.mean()),
+            "log_library_sd": float(log_library.std()) if len(log_library) > 1 else 1.0,
+        }
+        self.module.attach_signature_head(**head)
+        module = SignatureTrainingModule(self.module, freeze_pretrained=freeze_pretrained, **inputs)
+
+        internal = AnnData(
+            X=counts,
+            obs=pd.DataFrame(
+                {
+                    SIGNATURE_KEYS.DONOR_KEY: pd.Index(donors).get_indexer(codes["donor"]).astype(np.float32),
+                    SIGNATURE_KEYS.TISSUE_KEY: codes["tissue"].astype(np.float32),
+                    SIGNATURE_KEYS.CELL_TYPE_KEY: pd.Index(cell_types)
+                    .get_indexer(codes["cell_type"])
+                    .astype(np.float32),
+                    SIGNATURE_KEYS.N_CELLS_KEY: n_cells,
+                    SIGNATURE_KEYS.LIBRARY_KEY: library,
+                },
+                index=signatures.obs_names.astype(str),
+            ),
+        )
+        manager = AnnDataManager(
+            fields=[
+                LayerField(SIGNATURE_KEYS.X_KEY, None, is_count_data=True),
+                *(
+                    NumericalObsField(key, key)
+                    for key in SIGNATURE_KEYS[1:]  # donor, tissue, cell type codes, n_cells, library
+                ),
+            ]
+        )
+        manager.register_fields(internal)
+        test_rows = np.setdiff1d(np.arange(internal.n_obs), np.concatenate([train_rows, val_rows]))
+        splitter = DataSplitter(
+            manager,
+            external_indexing=[train_rows, val_rows, test_rows],
+            batch_size=batch_size,
+            drop_last=len(train_rows) % batch_size == 1,
+        )
+        plan = TrainingPlan(
+            module, **{"optimizer": "Adam", "lr": lr, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        )
+        if len(val_rows):
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        trainee = _SignatureTrainee(module, internal)
+        runner = TrainRunner(
+            trainee,
+            training_plan=plan,
+            data_splitter=splitter,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            **trainer_kwargs,
+        )
+        runner()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(True)
+        self.module.eval()
+        self.signature_history_ = trainee.history_
+        self.signature_setup_ = {
+            "head": head,
+            "cell_types": cell_types,
+            "genes": list(map(str, signatures.var_names)),
+            "tissues": sorted({self.tissues[t] for t in codes["tissue"][train_rows]}),
+            "train_donors": sorted(set(codes["donor"][train_rows])),
+            "validation_donors": sorted(set(codes["donor"][val_rows])),
+            "freeze_pretrained": freeze_pretrained,
+        }
+
+    @staticmethod
+    def _signature_split(
+        row_donors: np.ndarray, train_donors, validation_donors
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return row positions of training and validation signatures, split by donor name."""
+        known = set(row_donors)
+        for what, names in (("training", train_donors), ("validation", validation_donors)):
+            unknown = sorted(set(_as_list(names) or []) - known)
+            if unknown:
+                raise ValueError(f"{what.capitalize()} donors {_preview(unknown)} have no signatures.")
+        val = set(_as_list(validation_donors) or [])
+        train = set(_as_list(train_donors)) if train_donors is not None else known - val
+        overlap = sorted(train & val)
+        if overlap:
+            raise ValueError(f"Donors both in training and validation: {_preview(overlap)}.")
+        if not train:
+            raise ValueError("No training donors have signatures.")
+        return (
+            np.flatnonzero(np.isin(row_donors, sorted(train))),
+            np.flatnonzero(np.isin(row_donors, sorted(val))),
+        )
+
+    @property
+    def cell_types(self) -> list[str]:
+        """Cell types learned by :meth:`train_cell_type_signatures` (empty before)."""
+        setup = getattr(self, "signature_setup_", None)
+        return list(setup["cell_types"]) if setup else []
+
+    def _require_signatures(self) -> dict:
+        setup = getattr(self, "signature_setup_", None)
+        if not setup:
+            raise RuntimeError(
+                "No cell-type signatures learned yet: call model.train_cell_type_signatures(...) first."
+            )
+        return setup
+
+    @torch.inference_mode()
+    def get_cell_type_signatures(
+        self,
+        mdata: MuData | None = None,
+        donors: Sequence[str] | None = None,
+        tissues: str | Sequence[str] | None = None,
+        cell_types: str | Sequence[str] | None = None,
+        n_cells: float | Sequence[float] | None = None,
+        library_size: str | float | Sequence[float] | None = None,
+        n_samples: int = 1,
+        signatures: AnnData | None = None,
+        source_tissues: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> AnnData:
+        """Return predicted cell-type signatures, one row per (donor, tissue, cell type) :cite:p:`Vinas2023`.
+
+        A signature is the summed counts of ``n_cells`` cells of a cell type in a tissue of a
+        donor; its expected value is ``n_cells * library * s * (1 - pi)`` with ``s`` the predicted
+        gene proportions and ``pi`` the zero-inflation probability. Donor embeddings come from
+        the donors' bulk tissues in ``mdata``. Any tissue of the bulk model works, including
+        tissues absent from the single-cell data used in :meth:`train_cell_type_signatures`.
+
+        Parameters
+        ----------
+        mdata
+            Bulk data the donor embeddings come from; ``None`` uses the registered MuData.
+        donors
+            Donors (default: all donors of ``mdata``).
+        tissues
+            Tissues (default: those of the single-cell training data).
+        cell_types
+            Cell types (default: all learned).
+        n_cells
+            Cells per signature: a number, or one per row. Default 1 (a per-cell average
+            profile), or the observed ones with ``signatures``.
+        library_size
+            Mean counts per cell: ``"latent"`` (the predicted library, the default), a number, or
+            one per row; with ``signatures`` the observed ones by default.
+        n_samples
+            Draws from the predictive distribution (``X`` is their mean when > 1).
+        signatures
+            Predict exactly the rows of these observed signatures (their ``obs`` columns
+            ``donor``, ``tissue``, ``cell_type``, ``n_cells`` and ``library_size``, as produced
+            by :func:`hyfa.pp.aggregate_signatures`) instead of all combinations of ``donors``,
+            ``tissues`` and ``cell_types``.
+        source_tissues
+            Bulk tissues the donor embeddings may use (default: all of the donor's).
+        batch_size
+            Donors per minibatch when embedding donors.
+
+        Returns
+        -------
+        AnnData with obs ``donor``, ``tissue``, ``cell_type``, ``n_cells`` and ``library_size``
+        (those used), var = the signature genes, ``X`` = predicted signature (mean, or mean of
+        draws), ``layers["sd"]`` = predictive standard deviation given the library size.
+        """
+        setup = self._require_signatures()
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        obs = self._signature_rows(setup, signatures, donors, tissues, cell_types, mdata)
+        obs["n_cells"] = self._per_row(n_cells, obs, signatures, "n_cells", default=1.0)
+        library_values = self._per_row(
+            library_size if library_size != "latent" else None,
+            obs,
+            signatures if library_size is None else None,
+            "library_size",
+            default=np.nan,
+        )
+        embeddings = self._donor_embeddings(
+            mdata, list(dict.fromkeys(obs["donor"])), source_tissues, batch_size
+        )
+        device = self.module.device
+        donor = torch.as_tensor(embeddings.loc[obs["donor"]].to_numpy(), device=device)
+        tissue = torch.as_tensor([self.tissues.index(t) for t in obs["tissue"]], device=device)
+        cell_type = torch.as_tensor(
+            pd.Index(setup["cell_types"]).get_indexer(obs["cell_type"]), device=device
+        )
+        n = torch.as_tensor(obs["n_cells"].to_numpy(np.float32), device=device)
+        library = torch.as_tensor(library_values, dtype=torch.float32, device=device)
+        head = self.module.signature_head
+        self.module.eval()
+        params = head(donor, self.module.tissue_embedding[tissue], cell_type, self.module.metagene_embedding)
+        predicted = predicted_library(params["log_library"])
+        library = torch.where(torch.isnan(library), predicted, library)
+        px = signature_distribution(params, n, library)
+        X = px.mean
+        if n_samples > 1:
+            latent = torch.isnan(torch.as_tensor(library_values, device=device))
+            draws = []
+            for _ in range(n_samples):
+                drawn = torch.where(latent, torch.exp(params["log_library"].sample()), library)
+                draws.append(signature_distribution(params, n, drawn).sample())
+            X = torch.stack(draws).mean(dim=0)
+        obs["library_size"] = library.cpu().numpy()
+        for key in ("donor", "tissue", "cell_type"):
+            obs[key] = pd.Categorical(obs[key])
+        return AnnData(
+            X=X.cpu().numpy(),
+            obs=obs,
+            var=pd.DataFrame(index=pd.Index(setup["genes"])),
+            layers={"sd": count_variance(px).sqrt().cpu().numpy()},
+            uns={"hyfa": {"source_tissues": _as_list(source_tissues) or "all", "n_samples": n_samples}},
+        )
+
+    def _signature_rows(self, setup, signatures, donors, tissues, cell_types, mdata) -> pd.DataFrame:
+        """Return the (donor, tissue, cell type) rows to predict, with names ``donor|tissue|cell_type``."""
+        if signatures is not None:
+            obs = signatures.obs
+            for key in ("donor", "tissue", "cell_type"):
+                if key not in obs.columns:
+                    raise KeyError(f"{key!r} is not a column of signatures.obs.")
+            rows = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in ("donor", "tissue", "cell_type")})
+            rows.index = signatures.obs_names.astype(str)
+        else:
+            names = (mdata if mdata is not None else self.adata).obs_names
+            donor_list = _as_list(donors) or list(names)
+            tissue_list = _as_list(tissues) or list(setup["tissues"])
+            type_list = _as_list(cell_types) or list(setup["cell_types"])
+            grid = pd.MultiIndex.from_product(
+                [donor_list, tissue_list, type_list], names=["donor", "tissue", "cell_type"]
+            )
+            rows = grid.to_frame(index=False)
+            rows.index = ["|".join(r) for r in grid]
+        self._check_tissues(list(dict.fromkeys(rows["tissue"])), "tissues")
+        unknown = sorted(set(rows["cell_type"]) - set(setup["cell_types"]))
+        if unknown:
+            raise ValueError(
+                f"Unknown cell types {_preview(unknown)}; the model learned {_preview(setup['cell_types'])}."
+            )
+        return rows
+
+    @staticmethod
+    def _per_row(
+        value, obs: pd.DataFrame, signatures: AnnData | None, key: str, default: float
+    ) -> np.ndarray:
+        """Return one value per row: given, else observed in ``signatures``, else ``default``."""
+        if value is None:
+            if signatures is not None:
+                return _positive_column(signatures.obs, key)
+            return np.full(len(obs), default, dtype=np.float32)
+        values = np.broadcast_to(np.asarray(value, dtype=np.float32), (len(obs),)).copy()
+        if not (np.isfinite(values) & (values > 0)).all():
+            raise ValueError(f"{key} must be positive, got {value!r}.")
+        return values
+
+    def _donor_embeddings(self, mdata, donors, source_tissues, batch_size) -> pd.DataFrame:
+        """Return donor embeddings (donors x n_donor_latent) from the donors' bulk source tissues."""
+        mdata, indices, names, masks = self._prepare(mdata, donors, source_tissues, [self.tissues[0]], False)
+        mask = next(iter(masks.values()))
+        out = np.empty((len(indices), self.module.n_donor_latent), np.float32)
+        self.module.eval()
+        for rows, tensors in self._batches(mdata, indices, batch_size):
+            out[rows] = self._embed(tensors, mask[rows]).cpu().numpy()
+        return pd.DataFrame(out, index=names)

@@ -1,0 +1,191 @@
+"""Cell-type signatures by transfer learning, on simulated paired bulk and single-cell data with ground truth."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scvi
+from hyfa_testing import TINY
+
+import hyfa
+
+N_DONORS = 240
+
+
+@pytest.fixture(scope="module")
+def paired():
+    observed, truth = hyfa.data.simulate(
+        n_donors=N_DONORS,
+        n_tissues=5,
+        n_genes=30,
+        missing_rate=0.4,
+        counts=True,
+        library_size=(2e3, 2e4),
+        seed=0,
+    )
+    cells, signature_truth = hyfa.data.simulate_single_cell(
+        truth, held_out_tissues=1, donor_fraction=0.5, seed=0
+    )
+    signatures = hyfa.pp.aggregate_signatures(cells, n_top_genes=None, min_profiles=5)
+    return observed, cells, signatures, signature_truth
+
+
+@pytest.fixture(scope="module")
+def transferred(paired):
+    observed, _, signatures, _ = paired
+    sc_donors = sorted(set(signatures.obs["donor"]), key=lambda d: int(d.split("_")[1]))
+    test_donors = sc_donors[-25:]
+    train_donors = sc_donors[:-25]
+    mdata = observed.copy()
+    hyfa.HYFA.setup_mudata(mdata)
+    scvi.settings.seed = 0
+    model = hyfa.HYFA(mdata, gene_likelihood="nb", **TINY)
+    bulk_train = [d for d in mdata.obs_names if d not in set(test_donors)]
+    model.train(max_epochs=300, train_donors=bulk_train, lr=3e-3, batch_size=32, enable_progress_bar=False)
+    train_rows = signatures.obs["donor"].isin(train_donors).to_numpy()
+    model.train_cell_type_signatures(
+        signatures[train_rows], max_epochs=150, lr=3e-3, batch_size=64, enable_progress_bar=False
+    )
+    return model, mdata, train_donors, test_donors
+
+
+def _proportions(x):
+    """Return each row divided by its total (normalized proportions)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / x.sum(axis=1, keepdims=True)
+
+
+def _scores(model, paired, train_donors, test_donors, tissue):
+    """Return median per-gene scores across test donors, on normalized proportions.
+
+    ``hyfa_r2`` / ``mean_r2``: R^2 of HYFA and of the per-(tissue, cell type) mean signature of the
+    training donors (for a tissue without cells, the cell type's mean over the other tissues);
+    ``hyfa_r``: Pearson r of log proportions (undefined for the constant mean signature).
+    """
+    _, _, signatures, truth = paired
+    genes = list(signatures.var_names)
+    pred = model.get_cell_type_signatures(donors=test_donors, tissues=[tissue], n_cells=1, library_size=1.0)
+    train_obs = signatures.obs[signatures.obs["donor"].isin(train_donors)]
+    out = {"hyfa_r2": [], "hyfa_r": [], "mean_r2": []}
+    for cell_type in model.cell_types:
+        names = [f"{d}|{tissue}|{cell_type}" for d in test_donors]
+        true = _proportions(truth[names][:, genes].X)
+        predicted = _proportions(pred[names].X)
+        same_tissue = train_obs[(train_obs["tissue"] == tissue) & (train_obs["cell_type"] == cell_type)]
+        reference = same_tissue if len(same_tissue) else train_obs[train_obs["cell_type"] == cell_type]
+        mean_signature = _proportions(signatures[reference.index].X).mean(axis=0)
+        variance = true.var(axis=0)
+        out["hyfa_r2"].append(1 - ((predicted - true) ** 2).mean(axis=0) / variance)
+        out["mean_r2"].append(1 - ((mean_signature - true) ** 2).mean(axis=0) / variance)
+        log_true, log_predicted = np.log(true), np.log(predicted)
+        out["hyfa_r"].append(
+            [np.corrcoef(log_predicted[:, g], log_true[:, g])[0, 1] for g in range(len(genes))]
+        )
+    return {k: float(np.median(np.concatenate(v))) for k, v in out.items()}
+
+
+def test_held_out_tissue_contributed_no_single_cell_data(paired, transferred):
+    _, cells, signatures, truth = paired
+    model = transferred[0]
+    held_out = truth.uns["simulate_single_cell"]["held_out_tissues"]
+    assert list(held_out) == ["tissue_4"]
+    assert not cells.obs["tissue"].isin(held_out).any()
+    assert not signatures.obs["tissue"].isin(held_out).any()
+    assert "tissue_4" not in model.signature_setup_["tissues"]
+    assert "tissue_4" in model.tissues  # known to the bulk model
+
+
+def test_signatures_of_held_out_donors_beat_the_mean_signature_per_gene(paired, transferred):
+    model, _, train_donors, test_donors = transferred
+    scores = _scores(model, paired, train_donors, test_donors, "tissue_0")
+    assert scores["hyfa_r2"] > scores["mean_r2"] + 0.1, scores
+    assert scores["hyfa_r"] > 0.5, scores
+
+
+def test_signatures_of_a_tissue_without_single_cell_data_follow_the_donors(paired, transferred):
+    """tissue_4 gave no cells: no per-(tissue, cell type) mean exists, and a constant signature has r = 0.
+
+    The cell types' mean over the other tissues misses the tissue's level (R^2 < 0), and so
+    does HYFA, which learned the tissue only from bulk; across donors HYFA still correlates.
+    """
+    model, _, train_donors, test_donors = transferred
+    scores = _scores(model, paired, train_donors, test_donors, "tissue_4")
+    assert scores["hyfa_r"] > 0.3, scores
+
+
+def test_observed_rows_use_observed_cells_and_library(paired, transferred):
+    _, _, signatures, _ = paired
+    model, _, _, test_donors = transferred
+    rows = signatures[signatures.obs["donor"].isin(test_donors)]
+    pred = model.get_cell_type_signatures(signatures=rows)
+    assert list(pred.obs_names) == list(rows.obs_names)
+    np.testing.assert_allclose(pred.obs["n_cells"], rows.obs["n_cells"])
+    np.testing.assert_allclose(pred.obs["library_size"], rows.obs["library_size"], rtol=1e-6)
+    # ZINB mean = n_cells * library * s * (1 - pi): at most the expected total, and of its order
+    expected_total = rows.obs["n_cells"].to_numpy() * rows.obs["library_size"].to_numpy()
+    totals = pred.X.sum(axis=1)
+    assert (totals <= expected_total * (1 + 1e-5)).all() and (totals > 0.5 * expected_total).all()
+    # the per-signature log-scale correlation is high for both observed and predicted totals
+    r = [np.corrcoef(np.log1p(a), np.log1p(b))[0, 1] for a, b in zip(pred.X, np.asarray(rows.X), strict=True)]
+    assert np.median(r) > 0.8
+    more = model.get_cell_type_signatures(signatures=rows[:3], n_cells=[10, 20, 30], library_size=100.0)
+    np.testing.assert_allclose(more.obs["n_cells"], [10, 20, 30])
+    assert (more.X.sum(axis=1) <= np.array([1000, 2000, 3000]) * (1 + 1e-5)).all()
+
+
+def test_prediction_grid_and_latent_library(transferred):
+    model, mdata, _, test_donors = transferred
+    pred = model.get_cell_type_signatures(
+        donors=test_donors[:4], tissues=["tissue_4", "tissue_1"], n_samples=1
+    )
+    assert pred.n_obs == 4 * 2 * len(model.cell_types)
+    assert pred.obs_names[0] == f"{test_donors[0]}|tissue_4|{model.cell_types[0]}"
+    assert set(pred.obs.columns) >= {"donor", "tissue", "cell_type", "n_cells", "library_size"}
+    assert (pred.obs["n_cells"] == 1).all() and (pred.obs["library_size"] > 0).all()
+    draws = model.get_cell_type_signatures(
+        donors=test_donors[:4], tissues=["tissue_4"], n_samples=5, n_cells=50
+    )
+    assert np.all(draws.X >= 0)
+    with pytest.raises(ValueError, match="Unknown cell types"):
+        model.get_cell_type_signatures(donors=test_donors[:2], cell_types=["neuron"])
+    with pytest.raises(ValueError, match="Unknown tissues"):
+        model.get_cell_type_signatures(donors=test_donors[:2], tissues=["brain"])
+
+
+def test_save_load_reproduces_signatures(transferred, tmp_path):
+    model, mdata, _, test_donors = transferred
+    kwargs = {"donors": test_donors[:5], "tissues": ["tissue_4"], "n_cells": 10, "library_size": 500.0}
+    before = model.get_cell_type_signatures(**kwargs)
+    model.save(tmp_path / "sig", overwrite=True)
+    loaded = hyfa.HYFA.load(tmp_path / "sig", mdata)
+    assert loaded.cell_types == model.cell_types
+    after = loaded.get_cell_type_signatures(**kwargs)
+    np.testing.assert_allclose(after.X, before.X, rtol=1e-5)
+    pd.testing.assert_frame_equal(after.obs, before.obs)
+
+
+def test_transfer_keeps_the_bulk_model_fixed_by_default(paired, transferred):
+    model, mdata, _, _ = transferred
+    donors = list(mdata.obs_names[:10])
+    before = model.get_imputed_expression(target_tissues="tissue_1", donors=donors, library_size=1e4).X
+    _, _, signatures, _ = paired
+    model.train_cell_type_signatures(signatures[:200], max_epochs=1, enable_progress_bar=False)
+    after = model.get_imputed_expression(target_tissues="tissue_1", donors=donors, library_size=1e4).X
+    np.testing.assert_array_equal(after, before)
+
+
+def test_bad_signature_input_is_rejected_before_training(paired, transferred):
+    _, _, signatures, _ = paired
+    model = transferred[0]
+    bad = signatures[:20].copy()
+    bad.X[0, 0] = 1.5
+    with pytest.raises(ValueError, match="non-integer"):
+        model.train_cell_type_signatures(bad, max_epochs=1)
+    unknown = signatures[:20].copy()
+    unknown.obs["donor"] = unknown.obs["donor"].astype(str)
+    unknown.obs.loc[unknown.obs_names[0], "donor"] = "stranger"
+    with pytest.raises(ValueError, match="stranger"):
+        model.train_cell_type_signatures(unknown, max_epochs=1)
+    missing = signatures[:20].copy()
+    del missing.obs["n_cells"]
+    with pytest.raises(KeyError, match="n_cells"):
+        model.train_cell_type_signatures(missing, max_epochs=1)
