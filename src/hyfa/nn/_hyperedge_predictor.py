@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._mlp import MLP, FactorizedInput, activation_block
+from ._mlp import MLP, FactorizedInput, activation_block, pad_to, padded_width
 
 
 class HyperedgePredictor(nn.Module):
@@ -51,8 +51,10 @@ class HyperedgePredictor(nn.Module):
     def forward(self, target_inputs: Sequence[torch.Tensor], h_metagene: torch.Tensor) -> torch.Tensor:
         """Return ``(n_targets, n_metagenes, n_factors)`` attributes from ``(n_targets, n_i)`` inputs."""
         *per_target, metagene = self.first.project(*target_inputs, h_metagene)
-        target = sum(per_target) + self.first.bias
-        pre = target[:, None, :] + metagene[None]
-        n_targets, n_metagenes, n_input = pre.shape
-        hidden = self.first_hidden(pre.reshape(-1, n_input))
-        return self.rest(hidden).reshape(n_targets, n_metagenes, -1)
+        n_targets, n_metagenes = per_target[0].shape[0], metagene.shape[0]
+        width = padded_width(metagene.shape[-1], n_targets * n_metagenes, self.first_hidden[2])
+        target = pad_to(sum(per_target) + self.first.bias, width)
+        hidden, scale = self.first_hidden.forward_unscaled(target, pad_to(metagene, width))  # (T, M, width)
+        return self.rest(hidden.reshape(n_targets * n_metagenes, -1), input_scale=scale).view(
+            n_targets, n_metagenes, -1
+        )
