@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -29,56 +30,33 @@ PRESETS: dict[str, dict] = {
 }
 
 BLOOD = "Whole_Blood"
+#: Source settings of the demo: whole blood alone, and all of each donor's other collected tissues.
+SOURCES = {"blood": [BLOOD], "all": None}
+#: The metrics of :func:`hyfa.tl.evaluate_imputation`, in the order of the table's columns.
+METRICS = ("per-sample", "per-gene")
 
 
-def _mean_or_nan(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.mean()) if len(values) else float("nan")
+def demo_table(summary: pd.DataFrame, baselines: Iterable[str]) -> pd.DataFrame:
+    """Return the demo's per-tissue table from the :func:`hyfa.tl.summarize_evaluation` of its evaluation.
 
-
-def evaluate_demo_targets(model, mdata, baselines: dict, test_donors, min_donors: int = 25) -> pd.DataFrame:
-    """Return a per-tissue table of mean per-sample and per-gene Pearson r for HYFA and baselines.
-
-    Targets are tissues with at least ``min_donors`` test donors that have whole blood and the
-    target. HYFA predicts each from whole blood alone and from all of the donor's other tissues;
-    the baselines are fitted on training donors.
+    One row per target tissue: ``n_donors`` (test donors having whole blood and the target), then a
+    ``"{method} {metric} r"`` column of mean Pearson r for HYFA in each source setting of
+    :data:`SOURCES` (``"HYFA (blood)"``, ``"HYFA (all)"``) and for each of the named ``baselines``,
+    which predict from whole blood.
     """
-    from . import tl
-    from ._constants import REGISTRY_KEYS
-
-    observed = pd.DataFrame(
-        np.asarray(model.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0,
-        index=mdata.obs_names,
-        columns=model.tissues,
-    )
-    rows = []
-    for target in model.tissues:
-        if target == BLOOD:
-            continue
-        have = observed.loc[test_donors]
-        donors = list(have.index[have[target] & have[BLOOD]])
-        if len(donors) < min_donors:
-            continue
-        truth = mdata.mod[target][donors]
-        truth = truth[:, model.genes]
-        predictions = {
-            "HYFA (blood)": model.get_imputed_expression(
-                target_tissues=target, source_tissues=[BLOOD], donors=donors
-            ),
-            "HYFA (all)": model.get_imputed_expression(target_tissues=target, donors=donors),
-        }
-        for name, baseline in baselines.items():
-            predictions[name] = baseline.get_imputed_expression(target_tissues=target, donors=donors)
-        row = {"tissue": target, "n_donors": len(donors)}
-        for name, pred in predictions.items():
-            row[f"{name} per-sample r"] = _mean_or_nan(tl.pearson_per_sample(truth, pred, layer="normalized"))
-            row[f"{name} per-gene r"] = _mean_or_nan(tl.pearson_per_gene(truth, pred, layer="normalized"))
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("tissue")
+    rows = summary[(summary["sources"] == "blood") | (summary["method"] == "HYFA")]
+    method = np.where(rows["method"] == "HYFA", "HYFA (" + rows["sources"] + ")", rows["method"])
+    rows = rows.assign(column=method + " " + rows["metric"] + " r")
+    table = rows.pivot_table(index="target", columns="column", values="mean", sort=False, dropna=False)
+    methods = [f"HYFA ({setting})" for setting in SOURCES] + list(baselines)
+    table = table[[f"{m} {metric} r" for m in methods for metric in METRICS]]
+    table.insert(0, "n_donors", rows.groupby("target", sort=False)["n_donors"].max())
+    table.index.name, table.columns.name = "tissue", None
+    return table
 
 
 def run_demo(preset: str = "quick", max_epochs: int | None = None, seed: int = 0, min_donors: int = 25):
-    """Run the demo and return ``(table, timings)``; see ``hyfa demo --help``."""
+    """Run the demo and return ``(table, timings, model)``; see ``hyfa demo --help``."""
     import scvi
 
     from . import data, pp, tl
@@ -116,7 +94,16 @@ def run_demo(preset: str = "quick", max_epochs: int | None = None, seed: int = 0
             mdata, layer="normalized", gene_mask_key="common", surrogate_tissue=BLOOD
         ).fit(train_donors),
     }
-    table = evaluate_demo_targets(model, mdata, baselines, test_donors, min_donors=min_donors)
+    results = tl.evaluate_imputation(
+        model,
+        mdata,
+        donors=test_donors,
+        sources=SOURCES,
+        baselines=baselines,
+        layer="normalized",
+        min_donors=min_donors,
+    )
+    table = demo_table(tl.summarize_evaluation(results), baselines)
     timings["impute + evaluate"] = time.perf_counter() - start
     return table, timings, model
 
