@@ -129,6 +129,40 @@ def test_k_is_uniform_and_drawn_per_donor_per_draw():
     torch.testing.assert_close(per_tissue, torch.full((5,), 2.5 / 5), atol=0.03, rtol=0)
 
 
+def test_source_count_exponent_favours_few_sources():
+    torch.manual_seed(2)
+    observed = torch.ones(20000, 18, dtype=torch.bool)  # n = 18: k = 1 + floor(17 u ** exponent)
+    for exponent in (1.0, 3.0):
+        k = random_split(observed, exponent=exponent)[0].sum(1)
+        expected = torch.tensor(
+            [(min(j / 17, 1.0)) ** (1 / exponent) - ((j - 1) / 17) ** (1 / exponent) for j in range(1, 18)]
+        )
+        observed_freq = torch.bincount(k, minlength=18)[1:].float() / len(k)
+        torch.testing.assert_close(observed_freq, expected.float(), atol=0.01, rtol=0)
+        assert k.min() >= 1 and k.max() <= 17
+    # exponent 3 makes one source ~39% of draws (paper's uniform k: 1/17)
+    k = random_split(observed, exponent=3.0)[0].sum(1)
+    assert abs((k == 1).float().mean().item() - (1 / 17) ** (1 / 3)) < 0.01
+    s1, _ = fixed_split(observed[:2000], torch.arange(2000), seed=0, exponent=3.0)
+    s0, _ = fixed_split(observed[:2000], torch.arange(2000), seed=0, exponent=1.0)
+    assert (s1.sum(1) <= s0.sum(1)).all() and (s1.sum(1) == 1).float().mean() > 0.3
+
+
+def test_module_uses_its_source_count_exponent():
+    module = HYFAModule(n_genes=3, n_tissues=18, source_count_exponent=5.0)
+    tensors = {
+        "X": torch.zeros(4000, 54),
+        "observed": torch.ones(4000, 18),
+        "ind_x": torch.arange(4000)[:, None],
+    }
+    module.train()
+    share_single = (module._get_inference_input(tensors)["source_mask"].sum(1) == 1).float().mean()
+    assert abs(share_single.item() - (1 / 17) ** (1 / 5)) < 0.03
+    module.eval()
+    share_single = (module._get_inference_input(tensors)["source_mask"].sum(1) == 1).float().mean()
+    assert abs(share_single.item() - (1 / 17) ** (1 / 5)) < 0.03
+
+
 def test_fixed_split_depends_on_donor_index_only():
     observed = torch.rand(50, 7) < 0.7
     observed[:, :2] = True

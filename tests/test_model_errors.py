@@ -116,3 +116,11 @@ def test_nan_loss_stops_training_with_a_message(unpaired):
     model = hyfa.HYFA(mdata, **TINY)
     with pytest.raises(FloatingPointError, match="loss became NaN"):
         model.train(max_epochs=1, batch_size=16)
+
+
+@pytest.mark.parametrize("exponent", [0.0, -1.0, float("nan"), float("inf")])
+def test_source_count_exponent_must_be_positive(exponent):
+    mdata, _, _ = make_unpaired_mudata()
+    _setup(mdata)
+    with pytest.raises(ValueError, match="source_count_exponent must be a positive number"):
+        hyfa.HYFA(mdata, source_count_exponent=exponent)

@@ -24,9 +24,9 @@ PRESETS: dict[str, dict] = {
             "n_metagene_latent": 16,
             "n_hidden_decoder": 128,
         },
-        "train": {"max_epochs": 120, "lr": 2e-3, "batch_size": 63},
+        "train": {"max_epochs": 200, "lr": 2e-3, "batch_size": 63},
     },
-    "paper": {"model": {}, "train": {"max_epochs": 200, "batch_size": 63}},
+    "paper": {"model": {"source_count_exponent": 1.0}, "train": {"max_epochs": 200, "batch_size": 63}},
 }
 
 BLOOD = "Whole_Blood"

@@ -92,12 +92,24 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
         (the names follow :class:`scvi.model.SCVI`). Counts must be non-negative integers. The
         library size is the total over the *modelled* genes: for a gene panel such as
         :func:`hyfa.data.gtex_acmg59` it is not the sequencing depth.
+    source_count_exponent
+        How many of a donor's ``n`` tissues the pseudo-masks make sources: ``k = 1 + floor((n - 1)
+        u ** source_count_exponent)`` with ``u ~ Uniform[0, 1)``. 1 is the paper's ``k ~ Uniform{1, ...,
+        n - 1}``, which rarely shows the model a donor with one or a few tissues; the default 3 draws
+        ``k = 1`` about 40% of the time for a donor with 18 tissues. On the bundled GTEx data (240
+        epochs, 2 seeds) it raised the per-gene Pearson r from whole blood alone from 0.176 to 0.212-0.222
+        (TEEBoT: 0.190) and from the four accessible tissues from 0.279 to 0.298, with all other tissues
+        as sources unchanged (0.324 vs 0.320-0.332).
     validation_seed
         Seed of the fixed source/target split of validation donors.
 
     Notes
     -----
-    Defaults are the paper's tuned configuration. Training defaults (Adam, learning rate
+    Defaults are the paper's tuned configuration, except ``source_count_exponent``. That configuration
+    (50 metagenes x 98 factors) was tuned for ~12,500 genes; for a panel of tens to hundreds of genes a
+    smaller model trains several times faster and imputes as well or better, e.g. the ``quick`` preset
+    of ``hyfa demo`` (10 metagenes x 32 factors, 8 heads x 16, embeddings 64 / 32 / 16, decoder width
+    128, learning rate 2e-3). Training defaults (Adam, learning rate
     4.56e-4, no weight decay, 63 donors per batch, 200 epochs) are in :meth:`train`.
 
     Examples
@@ -130,11 +142,16 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
         encoder_activation: str | None = "relu",
         norm: str | None = None,
         gene_likelihood: str = "normal",
+        source_count_exponent: float = 3.0,
         validation_seed: int = 0,
     ):
         super().__init__(mdata)
         if gene_likelihood not in GENE_LIKELIHOODS:
             raise ValueError(f"gene_likelihood must be one of {GENE_LIKELIHOODS}, got {gene_likelihood!r}.")
+        if not (np.isfinite(source_count_exponent) and source_count_exponent > 0):
+            raise ValueError(
+                f"source_count_exponent must be a positive number, got {source_count_exponent!r}."
+            )
         tissues, genes = registered_tissues_and_genes(self.adata_manager)
         log_library = {}
         if gene_likelihood != "normal":
@@ -165,6 +182,7 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
             encoder_activation=encoder_activation,
             norm=norm,
             gene_likelihood=gene_likelihood,
+            source_count_exponent=source_count_exponent,
             validation_seed=validation_seed,
             **log_library,
         )
@@ -324,8 +342,9 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
     ):
         """Train the model with pseudo-masks :cite:p:`Vinas2023`.
 
-        Each time a training donor is drawn, ``k ~ Uniform{1..n-1}`` of its ``n`` tissues are
-        sources and the rest targets; the loss is the mean negative log-likelihood (of the
+        Each time a training donor is drawn, ``k`` of its ``n`` tissues are sources and the rest
+        targets (``k = 1 + floor((n - 1) u ** source_count_exponent)``, see :class:`HYFA`; the
+        paper's ``k ~ Uniform{1..n-1}`` with ``source_count_exponent=1``); the loss is the mean negative log-likelihood (of the
         model's ``gene_likelihood``) over the targets. Validation donors use source/target splits
         fixed by ``validation_seed``.
 

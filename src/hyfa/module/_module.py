@@ -82,6 +82,9 @@ class HYFAModule(BaseModuleClass):
         ``"normal"`` (normalized expression), ``"nb"`` or ``"zinb"`` (raw counts).
     log_library_mean, log_library_sd
         Count likelihoods: the initial mean and standard deviation of the log library size.
+    source_count_exponent
+        Pseudo-masks draw ``k = 1 + floor((n - 1) u ** source_count_exponent)`` of a donor's ``n``
+        tissues as sources (training and validation alike); 1 is the paper's uniform ``k``.
     validation_seed
         Seed of the fixed source/target masks of donors evaluated in eval mode.
     """
@@ -109,6 +112,7 @@ class HYFAModule(BaseModuleClass):
         gene_likelihood: str = "normal",
         log_library_mean: float = 0.0,
         log_library_sd: float = 1.0,
+        source_count_exponent: float = 3.0,
         validation_seed: int = 0,
     ):
         super().__init__()
@@ -123,6 +127,7 @@ class HYFAModule(BaseModuleClass):
         self.n_continuous_cov = n_continuous_cov
         self.n_donor_latent = n_donor_latent
         self.validation_seed = validation_seed
+        self.source_count_exponent = source_count_exponent
         self.signature_head = None  # cell-type signatures: see attach_signature_head
         n_covariate_dims = sum(self.n_cats_per_cov) + n_continuous_cov
         if n_covariate_dims > n_donor_latent:
@@ -217,10 +222,13 @@ class HYFAModule(BaseModuleClass):
         x = tensors[REGISTRY_KEYS.X_KEY]
         observed = tensors[REGISTRY_KEYS.OBSERVED_KEY] > 0
         if self.training:
-            source, target = random_split(observed)
+            source, target = random_split(observed, exponent=self.source_count_exponent)
         else:
             source, target = fixed_split(
-                observed, tensors[REGISTRY_KEYS.INDICES_KEY].ravel(), self.validation_seed
+                observed,
+                tensors[REGISTRY_KEYS.INDICES_KEY].ravel(),
+                self.validation_seed,
+                exponent=self.source_count_exponent,
             )
         return {
             "x": x,
