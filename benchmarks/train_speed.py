@@ -56,6 +56,9 @@ PAPER_HYPERPARAMETERS = {
     "n_predictor_layers": 2,
     "n_hidden_decoder": 256,
     "dropout_rate": 0.174,
+    # the paper's pseudo-masks (k ~ Uniform{1..n-1} sources): the package default (3) draws fewer sources,
+    # hence fewer hyperedges per batch, which would flatter the comparison with the reference
+    "source_count_exponent": 1.0,
 }
 BATCH_SIZE = 63
 N_TRAIN_DONORS = 500
