@@ -40,7 +40,7 @@ Presets:
   quick  n_metagenes=10, n_factors=32, n_heads=8, n_head_dim=16, n_donor_latent=64,
          n_tissue_latent=32, n_metagene_latent=16, n_hidden_decoder=128, 2 graph layers,
          dropout 0.174, no normalization layers, source_count_exponent=3 (the default);
-         Adam lr 2e-3, 63 donors per batch, 200 epochs (about 2 minutes on 2 CPU cores).
+         Adam lr 2e-3, 63 donors per batch, 200 epochs (about 1.5 minutes on 2 CPU cores).
   paper  the paper's tuned configuration (50 metagenes x 98, 28 heads x 28, lr 4.56e-4,
          200 epochs, uniform number of source tissues: source_count_exponent=1); slow on a CPU.
 """
