@@ -17,6 +17,7 @@ Examples
     python benchmarks/gtex_acmg59.py                                 # package defaults
     python benchmarks/gtex_acmg59.py --preset quick --max-epochs 3   # smoke test
     python benchmarks/gtex_acmg59.py --preset paper --output paper.csv
+    python benchmarks/gtex_acmg59.py --max-epochs 20 --precision bf16-mixed  # vs float32, same seed
 """
 
 from __future__ import annotations
@@ -53,11 +54,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="torch threads (default: torch's choice); 1 helps on busy machines",
     )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        help='Lightning training precision, e.g. "bf16-mixed" (default: float32)',
+    )
     parser.add_argument("--plot", type=Path, default=None, help="save per-gene comparison plots to this stem")
     return parser.parse_args(argv)
 
 
-def train_model(mdata, preset: str, max_epochs: int | None, seed: int):
+def train_model(mdata, preset: str, max_epochs: int | None, seed: int, precision: str | None = None):
     import scvi
 
     import hyfa
@@ -75,6 +81,8 @@ def train_model(mdata, preset: str, max_epochs: int | None, seed: int):
     )
     if max_epochs is not None:
         train_kwargs["max_epochs"] = max_epochs
+    if precision is not None:
+        train_kwargs["precision"] = precision
     model = hyfa.HYFA(mdata, **model_kwargs)
     model.train(split_key="split", enable_progress_bar=False, **train_kwargs)
     return model, model_kwargs, train_kwargs
@@ -135,7 +143,9 @@ def main(argv=None) -> int:
     covariates = [c for c in ("age", "sex") if c in mdata.obs.columns]
 
     start = time.perf_counter()
-    model, model_kwargs, train_kwargs = train_model(mdata, args.preset, args.max_epochs, args.seed)
+    model, model_kwargs, train_kwargs = train_model(
+        mdata, args.preset, args.max_epochs, args.seed, args.precision
+    )
     timings["train HYFA"] = time.perf_counter() - start
     epochs = train_kwargs.get(
         "max_epochs", inspect.signature(hyfa.HYFA.train).parameters["max_epochs"].default
