@@ -18,6 +18,7 @@ Examples
     python benchmarks/gtex_acmg59.py --preset quick --max-epochs 3   # smoke test
     python benchmarks/gtex_acmg59.py --preset paper --output paper.csv
     python benchmarks/gtex_acmg59.py --max-epochs 20 --precision bf16-mixed  # vs float32, same seed
+    python benchmarks/gtex_acmg59.py --preset quick --max-epochs 240 --source-count-exponent 1
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch threads (default: torch's choice); 1 helps on busy machines",
     )
     parser.add_argument(
+        "--source-count-exponent",
+        type=float,
+        default=None,
+        help="override HYFA's source_count_exponent (1: the paper's uniform number of source tissues)",
+    )
+    parser.add_argument(
         "--precision",
         default=None,
         help='Lightning training precision, e.g. "bf16-mixed" (default: float32)',
@@ -63,7 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_model(mdata, preset: str, max_epochs: int | None, seed: int, precision: str | None = None):
+def train_model(
+    mdata,
+    preset: str,
+    max_epochs: int | None,
+    seed: int,
+    precision: str | None = None,
+    source_count_exponent: float | None = None,
+):
     import scvi
 
     import hyfa
@@ -83,6 +97,8 @@ def train_model(mdata, preset: str, max_epochs: int | None, seed: int, precision
         train_kwargs["max_epochs"] = max_epochs
     if precision is not None:
         train_kwargs["precision"] = precision
+    if source_count_exponent is not None:
+        model_kwargs["source_count_exponent"] = source_count_exponent
     model = hyfa.HYFA(mdata, **model_kwargs)
     model.train(split_key="split", enable_progress_bar=False, **train_kwargs)
     return model, model_kwargs, train_kwargs
@@ -144,7 +160,7 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     model, model_kwargs, train_kwargs = train_model(
-        mdata, args.preset, args.max_epochs, args.seed, args.precision
+        mdata, args.preset, args.max_epochs, args.seed, args.precision, args.source_count_exponent
     )
     timings["train HYFA"] = time.perf_counter() - start
     epochs = train_kwargs.get(
