@@ -360,6 +360,29 @@ class HYFAModule(BaseModuleClass):
         ).to(self.tissue_embedding.device)
         return self.signature_head
 
+    def signature_parameters(
+        self, donor: torch.Tensor, tissue_index: torch.Tensor, cell_type_index: torch.Tensor
+    ) -> dict:
+        """Return the signature head's ZINB parameters of each (donor embedding, tissue, cell type) row.
+
+        With the head's bulk offset, this module's predicted gene proportions of the row's
+        (donor, tissue) enter without gradient, from the layers in eval mode (no dropout).
+        """
+        tissue = self.tissue_embedding[tissue_index]
+        bulk_proportions = None
+        if self.signature_head.bulk_gene_index is not None:
+            modes = (self.predictor.training, self.decoder.training)
+            self.predictor.eval()
+            self.decoder.eval()
+            with torch.no_grad():
+                attr = self.predictor([donor, tissue], self.metagene_embedding)
+                bulk_proportions = self.decoder(attr)["proportions"]
+            self.predictor.train(modes[0])
+            self.decoder.train(modes[1])
+        return self.signature_head(
+            donor, tissue, cell_type_index, self.metagene_embedding, bulk_proportions=bulk_proportions
+        )
+
     def on_load(self, model, **kwargs):
         """Rebuild the signature head recorded in ``model.signature_setup_`` before the state is loaded."""
         setup = getattr(model, "signature_setup_", None)

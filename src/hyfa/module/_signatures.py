@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -56,6 +57,13 @@ class CellTypeSignatureHead(nn.Module):
         Normalization of hidden blocks: ``None``, ``"batch"`` or ``"layer"``.
     log_library_mean, log_library_sd
         Initial mean and sd of the log library size per cell.
+    bulk_gene_index
+        Count bulk models: the position of each signature gene among the bulk genes (-1 for genes
+        the bulk model lacks), or ``None``. The signature logits of those genes are then offset by
+        the bulk model's log proportions for the row's (donor, tissue), centred over the shared
+        genes and scaled by a learnable weight per gene (initially 1): the cell type's signature
+        is learned relative to the tissue's bulk profile, which the bulk model knows for every
+        tissue, also those without single-cell data.
     """
 
     def __init__(
@@ -74,8 +82,17 @@ class CellTypeSignatureHead(nn.Module):
         norm: str | None = None,
         log_library_mean: float = 0.0,
         log_library_sd: float = 1.0,
+        bulk_gene_index: Sequence[int] | None = None,
     ):
         super().__init__()
+        if bulk_gene_index is None:
+            self.bulk_gene_index, self.bulk_offset_weight = None, None
+        else:
+            index = torch.as_tensor(list(bulk_gene_index), dtype=torch.long)
+            if index.shape != (n_genes,):
+                raise ValueError(f"bulk_gene_index needs one entry per signature gene ({n_genes}).")
+            self.register_buffer("bulk_gene_index", index, persistent=False)
+            self.bulk_offset_weight = nn.Parameter(torch.ones(n_genes))
         self.cell_type_embedding = nn.Parameter(
             nn.init.xavier_uniform_(torch.empty(n_cell_types, n_cell_type_latent))
         )
@@ -104,13 +121,30 @@ class CellTypeSignatureHead(nn.Module):
         tissue: torch.Tensor,
         cell_type_index: torch.Tensor,
         metagene: torch.Tensor,
+        bulk_proportions: torch.Tensor | None = None,
     ) -> dict:
         """Return the ZINB parameters (see :class:`hyfa.nn.CountDecoder`) of each (donor, tissue, cell type) row.
 
-        ``donor`` and ``tissue`` are per-row embeddings, ``metagene`` the metagene embeddings.
+        ``donor`` and ``tissue`` are per-row embeddings, ``metagene`` the metagene embeddings;
+        ``bulk_proportions`` ``(n_rows, n_bulk_genes)``, the bulk model's gene proportions of each
+        row's (donor, tissue), is required with ``bulk_gene_index`` (see the class).
         """
         cell_type = self.cell_type_embedding[cell_type_index]
-        return self.decoder(self.predictor([donor, tissue, cell_type], metagene))
+        return self.decoder(
+            self.predictor([donor, tissue, cell_type], metagene), self._bulk_offset(bulk_proportions)
+        )
+
+    def _bulk_offset(self, bulk_proportions: torch.Tensor | None) -> torch.Tensor | None:
+        """Return the logit offset of each signature gene from the bulk proportions, or ``None``."""
+        if self.bulk_gene_index is None:
+            return None
+        if bulk_proportions is None:
+            raise ValueError("This signature head offsets by the bulk profile: pass bulk_proportions.")
+        shared = self.bulk_gene_index >= 0
+        log_bulk = torch.log(bulk_proportions.clamp_min(1e-30))[:, self.bulk_gene_index.clamp_min(0)]
+        log_bulk = torch.where(shared, log_bulk, torch.zeros_like(log_bulk))
+        centred = log_bulk - log_bulk.sum(dim=-1, keepdim=True) / shared.sum().clamp_min(1)
+        return torch.where(shared, centred, torch.zeros_like(centred)) * self.bulk_offset_weight
 
 
 def signature_distribution(params: dict, n_cells: torch.Tensor, library: torch.Tensor | None):
@@ -202,9 +236,7 @@ class SignatureTrainingModule(BaseModuleClass):
     @auto_move_data
     def generative(self, donor, tissue_index, cell_type_index, n_cells, library) -> dict:
         """Return the signature distribution ``px`` and the predicted log library ``log_library``."""
-        params = self.bulk.signature_head(
-            donor, self.bulk.tissue_embedding[tissue_index], cell_type_index, self.bulk.metagene_embedding
-        )
+        params = self.bulk.signature_parameters(donor, tissue_index, cell_type_index)
         return {"px": signature_distribution(params, n_cells, library), "log_library": params["log_library"]}
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:

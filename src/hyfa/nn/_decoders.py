@@ -105,15 +105,21 @@ class CountDecoder(nn.Module):
                 torch.tensor([log_library_mean, float(np.log(max(log_library_sd, 1e-3)))])
             )
 
-    def forward(self, metagene_attr: torch.Tensor) -> dict[str, torch.Tensor | Normal]:
+    def forward(
+        self, metagene_attr: torch.Tensor, logit_offset: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | Normal]:
         """Return ``proportions``, ``theta``, ``zi_logits`` (or ``None``) and ``log_library`` (a Normal).
 
-        ``metagene_attr`` has shape ``(n_targets, n_metagenes, n_factors)``.
+        ``metagene_attr`` has shape ``(n_targets, n_metagenes, n_factors)``; ``logit_offset``, if
+        given, ``(n_targets, n_genes)`` is added to ``W_s e_hat + b_s`` before the softmax.
         """
         hidden = self.hidden(metagene_attr.flatten(start_dim=1))
         nu, log_omega = self.library(hidden).unbind(dim=-1)
+        logits = self.proportions(hidden)
+        if logit_offset is not None:
+            logits = logits + logit_offset
         return {
-            "proportions": torch.softmax(self.proportions(hidden), dim=-1),
+            "proportions": torch.softmax(logits, dim=-1),
             "theta": torch.exp(self.log_theta(hidden).clamp(max=MAX_LOG_THETA)),
             "zi_logits": None if self.zi_logits is None else self.zi_logits(hidden),
             "log_library": Normal(nu, torch.exp(log_omega.clamp(-10.0, 10.0)), validate_args=False),
