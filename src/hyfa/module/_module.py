@@ -375,8 +375,7 @@ class HYFAModule(BaseModuleClass):
             self.predictor.eval()
             self.decoder.eval()
             with torch.no_grad():
-                attr = self.predictor([donor, tissue], self.metagene_embedding)
-                bulk_proportions = self.decoder(attr)["proportions"]
+                bulk_proportions = self.generative(donor, tissue_index)["proportions"]
             self.predictor.train(modes[0])
             self.decoder.train(modes[1])
         return self.signature_head(
