@@ -15,7 +15,6 @@ from hyfa.nn._mlp import (
     dropout_scale,
     fused_hidden,
     hidden_block,
-    reference_hidden,
 )
 
 #: (x shape or None, row bias rows or None, column bias rows or None) of the three uses of the fused block.
@@ -24,6 +23,18 @@ CASES = {
     "hyperedges": ((6, 4, 5), 6, 4),
     "biases only": (None, 6, 4),
 }
+
+
+def reference_hidden(x, weight, row_bias, column_bias, dropout: nn.Module) -> torch.Tensor:
+    """Return ``fused_hidden``'s function layer by layer with ``dropout`` (the formula it replaces)."""
+    pre = 0
+    if x is not None:
+        pre = x @ weight.T
+    if row_bias is not None:
+        pre = pre + row_bias[:, None, :]
+    if column_bias is not None:
+        pre = pre + column_bias[None, :, :]
+    return dropout(nn.functional.silu(pre))
 
 
 def _inputs(case, n_out=9, dtype=torch.float64, seed=0):

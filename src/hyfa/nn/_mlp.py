@@ -207,18 +207,6 @@ def fused_hidden(
     )
 
 
-def reference_hidden(x, weight, row_bias, column_bias, dropout: nn.Module) -> torch.Tensor:
-    """Return :func:`fused_hidden`'s function layer by layer with ``dropout`` (the formula it replaces)."""
-    pre = 0
-    if x is not None:
-        pre = x @ weight.T
-    if row_bias is not None:
-        pre = pre + row_bias[:, None, :]
-    if column_bias is not None:
-        pre = pre + column_bias[None, :, :]
-    return dropout(nn.functional.silu(pre))
-
-
 # -- padding ------------------------------------------------------------------------------------
 def padded_width(n_features: int, n_rows: int, norm: nn.Module | None = None) -> int:
     """Return the width to compute ``n_features`` hidden units at over ``n_rows`` rows.
