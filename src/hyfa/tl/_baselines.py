@@ -22,6 +22,7 @@ from ._data_access import (
     _check_donors,
     _check_tissues,
     _covariate_matrix,
+    _donor_obs,
     _donors_with_all,
     _format_names,
     _shared_genes,
@@ -72,6 +73,15 @@ class _BaseImputation:
         )
 
     # ------------------------------------------------------------------ public API
+    @property
+    def source_tissues(self) -> tuple[str, ...] | None:
+        """Source tissues the baseline always predicts from; ``None``: those of the setting it is evaluated in.
+
+        :func:`~hyfa.tl.evaluate_imputation` evaluates a baseline with fixed sources only in the source
+        settings that include all of them, and gives it exactly these.
+        """
+        return None
+
     def fit(self, train_donors: Sequence[str]) -> Self:
         """Record the training donors; models are fitted lazily per (source tissues, target tissue).
 
@@ -161,8 +171,7 @@ class _BaseImputation:
             )
 
         # Same obs / var / uns layout as `hyfa.HYFA.get_imputed_expression`.
-        obs_columns = [c for c in mdata.obs.columns if ":" not in c and not c.startswith("_")]
-        obs = mdata.obs.loc[donors, obs_columns]
+        obs = _donor_obs(mdata, donors)
         out = {}
         for target in targets:
             # The matrices are small (donors x genes): multithreaded BLAS only adds overhead, and on a busy
@@ -288,6 +297,11 @@ class SurrogateImputation(_BaseImputation):
         super().__init__(mdata, layer=layer, gene_mask_key=gene_mask_key)
         _check_tissues(mdata, [surrogate_tissue], what="surrogate tissue")
         self.surrogate_tissue = surrogate_tissue
+
+    @property
+    def source_tissues(self) -> tuple[str, ...]:
+        """The surrogate tissue, the only source this baseline predicts from."""
+        return (self.surrogate_tissue,)
 
     def _resolve_sources(self, sources: list[str] | None) -> list[str]:
         if sources is not None and sources != [self.surrogate_tissue]:

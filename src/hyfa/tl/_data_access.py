@@ -1,4 +1,4 @@
-"""Shared helpers to pull donor x gene matrices out of a multi-tissue :class:`~mudata.MuData` by name."""
+"""By-name data access of :mod:`hyfa.tl` and :mod:`hyfa.pl`: donor x gene matrices, donor presence, name checks."""
 
 from __future__ import annotations
 
@@ -22,12 +22,13 @@ def _format_names(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
     return f"{shown} ({len(names)} in total)"
 
 
-def _check_tissues(mdata: MuData, tissues: Sequence[str], what: str = "tissue") -> None:
-    """Raise a :class:`ValueError` naming the tissues of ``tissues`` that are not modalities of ``mdata``."""
-    unknown = [t for t in tissues if t not in mdata.mod]
+def _check_tissues(available: MuData | Sequence[str], tissues: Sequence[str], what: str = "tissue") -> None:
+    """Raise a :class:`ValueError` naming the ``tissues`` not ``available`` (names, or a MuData's modalities)."""
+    available = list(available.mod) if isinstance(available, MuData) else list(available)
+    unknown = [t for t in tissues if t not in available]
     if unknown:
         raise ValueError(
-            f"Unknown {what}(s): {_format_names(unknown)}. Available tissues: {_format_names(list(mdata.mod))}."
+            f"Unknown {what}(s): {_format_names(unknown)}. Available tissues: {_format_names(available)}."
         )
 
 
@@ -156,18 +157,24 @@ def _tissue_matrix(
     return _adata_matrix(mdata.mod[tissue], donors, genes, layer, label=f"`mdata[{tissue!r}]`")
 
 
-def _donors_in(mdata: MuData, tissue: str) -> pd.Index:
-    """Return the donors observed in ``tissue``."""
-    return mdata.mod[tissue].obs_names
+def _presence(mdata: MuData, donors: Sequence[str], tissues: Sequence[str]) -> dict[str, np.ndarray]:
+    """Return, per tissue of ``tissues``, a boolean mask over ``donors``: True where the donor was collected there."""
+    index = pd.Index(donors)
+    return {t: np.asarray(index.isin(mdata.mod[t].obs_names)) for t in tissues}
 
 
 def _donors_with_all(mdata: MuData, tissues: Sequence[str], donors: Sequence[str]) -> np.ndarray:
-    """Return a boolean mask over ``donors``: True where the donor is observed in every tissue of ``tissues``."""
+    """Return a boolean mask over ``donors``: True where the donor is observed in every one of ``tissues``."""
     mask = np.ones(len(donors), dtype=bool)
-    index = pd.Index(donors)
-    for tissue in tissues:
-        mask &= index.isin(_donors_in(mdata, tissue))
+    for present in _presence(mdata, donors, tissues).values():
+        mask &= present
     return mask
+
+
+def _donor_obs(mdata: MuData, donors: Sequence[str]) -> pd.DataFrame:
+    """Return the donor-level columns of ``mdata.obs`` for ``donors`` (no ``"tissue:..."`` nor ``"_..."``)."""
+    columns = [c for c in mdata.obs.columns if ":" not in c and not c.startswith("_")]
+    return mdata.obs.loc[list(donors), columns]
 
 
 def _covariate_matrix(
