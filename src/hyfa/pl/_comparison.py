@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 from hyfa._utils import as_list as _as_list
 from hyfa.tl._data_access import _format_names
+from hyfa.tl._table import _check_results
 
 __all__ = ["imputation_comparison"]
 
@@ -135,8 +136,6 @@ def imputation_comparison(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
-
-    from hyfa.tl._evaluate import _check_results
 
     _check_results(results)
     if metric not in _METRIC_LABELS:
