@@ -11,10 +11,11 @@ import hyfa
 
 TARGETS = ["Lung", "Liver", "Heart"]
 CENTRES = {"HYFA": 0.5, "TEEBoT": 0.3, "mean": 0.0}
+COLUMNS = ["method", "sources", "target", "id", "metric", "value", "source_tissues", "source_setting"]
 
 
 def _results() -> pd.DataFrame:
-    """Tidy table in the layout of evaluate_imputation: settings "blood" and "all" (baselines repeated)."""
+    """Tidy table in the layout of evaluate_imputation: settings "blood" and "all" (baselines reused)."""
     rng = np.random.default_rng(0)
     rows = []
     for k, target in enumerate(TARGETS):
@@ -25,15 +26,14 @@ def _results() -> pd.DataFrame:
                     values[:] = np.nan  # undefined, as for mean imputation
                 for setting in ("blood", "all"):
                     shifted = values + 0.2 if (method == "HYFA" and setting == "all") else values
-                    label = (
-                        "all other collected" if (method == "HYFA" and setting == "all") else "Whole_Blood"
-                    )
+                    own = method == "HYFA" or setting == "blood"
+                    label = "Whole_Blood" if method != "HYFA" or setting == "blood" else "all other collected"
+                    origin = setting if own else "blood"  # baselines of "all": reused from "blood"
                     rows += [
-                        (method, setting, target, f"id{i}", metric, v, label) for i, v in enumerate(shifted)
+                        (method, setting, target, f"id{i}", metric, v, label, origin)
+                        for i, v in enumerate(shifted)
                     ]
-    return pd.DataFrame(
-        rows, columns=["method", "sources", "target", "id", "metric", "value", "source_tissues"]
-    )
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 @pytest.fixture
@@ -80,6 +80,51 @@ def test_undefined_scores_are_skipped_and_settings_combined(results):
     # mean imputation has no defined per-gene r: left out, 3 boxes per target
     assert _legend(ax) == ["HYFA (blood)", "TEEBoT", "HYFA (all)"]
     assert len(_boxes(ax)) == len(TARGETS) * 3
+    plt.close(ax.figure)
+
+
+def _box_ranges(ax):
+    """Return (q1, q3) of each box, in the order drawn (label by label, target by target)."""
+    return [(b.get_path().vertices[:, 1].min(), b.get_path().vertices[:, 1].max()) for b in _boxes(ax)]
+
+
+def _quartiles(results, method, setting, target, metric="per-sample"):
+    rows = results[
+        (results["method"] == method)
+        & (results["sources"] == setting)
+        & (results["target"] == target)
+        & (results["metric"] == metric)
+    ]
+    return tuple(np.percentile(rows["value"], [25, 75]))
+
+
+def test_reused_rows_follow_the_marker(results):
+    # reused rows are drawn once, at the setting that predicted them, whatever the order of `sources`
+    for shown in (["blood", "all"], ["all", "blood"]):
+        ax = hyfa.pl.imputation_comparison(results, "per-sample", sources=shown, show=False)
+        labels = _legend(ax)
+        assert sorted(labels) == ["HYFA (all)", "HYFA (blood)", "TEEBoT", "mean"]
+        ranges = _box_ranges(ax)
+        teebot = ranges[labels.index("TEEBoT") * len(TARGETS)]  # first target: Lung
+        assert teebot == pytest.approx(_quartiles(results, "TEEBoT", "blood", "Lung"))
+        plt.close(ax.figure)
+    # alone, the variable setting draws its reused rows
+    ax = hyfa.pl.imputation_comparison(results, "per-sample", sources="all", show=False)
+    assert _legend(ax) == ["HYFA", "TEEBoT", "mean"]
+    assert _box_ranges(ax)[len(TARGETS)] == pytest.approx(_quartiles(results, "TEEBoT", "all", "Lung"))
+    plt.close(ax.figure)
+    # rows predicted in their own setting are drawn per setting, even with the same scores
+    own = results.assign(source_setting=results["sources"])
+    ax = hyfa.pl.imputation_comparison(own, "per-sample", sources=["blood", "all"], show=False)
+    assert _legend(ax) == [
+        "HYFA (blood)", "TEEBoT (blood)", "mean (blood)", "HYFA (all)", "TEEBoT (all)", "mean (all)",
+    ]  # fmt: skip
+    plt.close(ax.figure)
+    # a table without the marker is drawn as it is: every setting's rows
+    ax = hyfa.pl.imputation_comparison(
+        results.drop(columns="source_setting"), "per-sample", sources=["blood", "all"], show=False
+    )
+    assert len(_legend(ax)) == 6
     plt.close(ax.figure)
 
 

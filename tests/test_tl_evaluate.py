@@ -115,7 +115,10 @@ def test_table_matches_hand_computed_pearson(mdata):
         layer="normalized",
         min_donors=5,
     )
-    assert list(res.columns) == ["method", "sources", "target", "id", "metric", "value", "source_tissues"]
+    assert list(res.columns) == [
+        "method", "sources", "target", "id", "metric", "value", "source_tissues", "source_setting",
+    ]  # fmt: skip
+    assert (res["source_setting"] == res["sources"]).all()  # no baseline, nothing reused
     assert set(res["method"]) == {"FixedPredictor"}
     kept = res.groupby("sources", sort=False)["target"].unique().map(list).to_dict()
     assert kept == {"blood": ["C", "E"], "pair": ["E"], "all": ["C", "E"]}
@@ -245,6 +248,78 @@ def test_baselines_per_setting(mdata):
     # without matching, the variable-source setting scores the model alone
     alone = hyfa.tl.evaluate_imputation(FixedPredictor(), mdata, test, SOURCES, match_setting=None, **kwargs)
     assert set(alone.loc[alone["sources"] == "all", "method"]) == {"FixedPredictor"}
+
+
+def test_reused_rows_are_marked(mdata):
+    train = ["d06", "d07", "d08", "d15"]
+    test = [d for d in EVAL if d not in train]
+    baselines = {
+        "mean": hyfa.tl.MeanImputation(mdata, layer="normalized").fit(train),
+        "surrogate": hyfa.tl.SurrogateImputation(mdata, layer="normalized", surrogate_tissue="B"),
+    }
+    kwargs = {"target_tissues": TARGETS, "baselines": baselines, "layer": "normalized", "min_donors": 5}
+    res = hyfa.tl.evaluate_imputation(FixedPredictor(), mdata, test, SOURCES, name="fixed", **kwargs)
+    origin = res.groupby(["sources", "method"], sort=False)["source_setting"].unique().map(list).to_dict()
+    # each row names the setting whose predictions it scores: only the baselines of "all" come from "blood"
+    assert origin == {
+        ("blood", "fixed"): ["blood"],
+        ("blood", "mean"): ["blood"],
+        ("pair", "fixed"): ["pair"],
+        ("pair", "mean"): ["pair"],
+        ("pair", "surrogate"): ["pair"],
+        ("all", "fixed"): ["all"],
+        ("all", "mean"): ["blood"],
+    }
+    # matched to "pair", "all" reuses the surrogate of B too; unmatched, it reuses nothing
+    res = hyfa.tl.evaluate_imputation(
+        FixedPredictor(), mdata, test, SOURCES, name="fixed", match_setting="pair", **kwargs
+    )
+    reused = res[res["source_setting"] != res["sources"]]
+    assert set(reused["sources"]) == {"all"} and set(reused["source_setting"]) == {"pair"}
+    assert list(pd.unique(reused["method"])) == ["mean", "surrogate"]
+    pair = res[(res["sources"] == "pair") & res["method"].isin(["mean", "surrogate"])]
+    pd.testing.assert_frame_equal(
+        pair.drop(columns="sources").reset_index(drop=True),
+        reused.drop(columns="sources").reset_index(drop=True),
+    )
+    alone = hyfa.tl.evaluate_imputation(FixedPredictor(), mdata, test, SOURCES, match_setting=None, **kwargs)
+    assert (alone["source_setting"] == alone["sources"]).all()
+
+
+class OwnSources(FixedPredictor):
+    """A custom baseline (no hyfa.tl class) that always predicts from its own ``source_tissues``."""
+
+    def __init__(self, source_tissues):
+        super().__init__()
+        self.source_tissues = source_tissues
+
+
+def test_custom_baseline_declares_its_sources(mdata):
+    kwargs = {"target_tissues": TARGETS, "layer": "normalized", "min_donors": 5}
+    from_b, from_pair, anywhere = OwnSources(("B",)), OwnSources(["A", "B"]), OwnSources(None)
+    baselines = {"from B": from_b, "from A+B": from_pair, "anywhere": anywhere}
+    res = hyfa.tl.evaluate_imputation(FixedPredictor(), mdata, EVAL, SOURCES, baselines=baselines, **kwargs)
+    methods = res.groupby("sources", sort=False)["method"].unique().map(list).to_dict()
+    # B is a source of "pair" only; "all" reuses the baselines of "blood"
+    assert methods == {
+        "blood": ["FixedPredictor", "anywhere"],
+        "pair": ["FixedPredictor", "from B", "from A+B", "anywhere"],
+        "all": ["FixedPredictor", "anywhere"],
+    }
+    # called with exactly their own sources, the setting's donors, and labelled so
+    assert from_b.calls == [("E", ["B"], ["d10", "d11", "d12", "d13", "d14"])]
+    assert from_pair.calls == [("E", ["A", "B"], ["d10", "d11", "d12", "d13", "d14"])]
+    assert set(res.loc[res["method"] == "from B", "source_tissues"]) == {"B"}
+    assert set(res.loc[res["method"] == "from A+B", "source_tissues"]) == {"A+B"}
+    assert [sources for _, sources, _ in anywhere.calls] == [["A"], ["A"], ["A", "B"]]
+    # matched to "pair", the variable setting reports them too, as predicted in "pair"
+    res = hyfa.tl.evaluate_imputation(
+        FixedPredictor(), mdata, EVAL, SOURCES, baselines=baselines, match_setting="pair", **kwargs
+    )
+    every = res[res["sources"] == "all"]
+    assert list(pd.unique(every["method"])) == ["FixedPredictor", "from B", "from A+B", "anywhere"]
+    assert set(every.loc[every["method"] == "from B", "source_setting"]) == {"pair"}
+    assert len(from_b.calls) == 2  # one more call for the second evaluation, none for "all"
 
 
 def test_does_not_mutate(mdata):

@@ -33,26 +33,23 @@ def _stars(pvalue: float) -> str:
 
 
 def _groups(data: pd.DataFrame, settings: list[str]) -> list[tuple[str, pd.DataFrame]]:
-    """Return (label, rows) per method and setting, dropping exact repeats of a method's scores.
+    """Return (label, rows) per method and setting, each method's predictions of a setting drawn once.
 
-    A baseline in a variable-source setting repeats its scores from the matched setting: it is drawn once.
+    A baseline reused in a variable-source setting (``source_setting`` naming its matched setting) is
+    drawn in the first of ``settings`` showing that setting's predictions, like every other method.
+    Tables without ``source_setting`` draw every setting's rows.
     """
+    origins = data["source_setting"] if "source_setting" in data.columns else data["sources"]
     kept: list[tuple[str, str, pd.DataFrame]] = []
-    seen: set[tuple] = set()
+    seen: set[tuple[str, str]] = set()
     for setting in settings:
-        rows = data[data["sources"] == setting]
-        for method in pd.unique(rows["method"]):
-            group = rows[rows["method"] == method]
-            ordered = group.sort_values(["target", "id"])
-            fingerprint = (
-                method,
-                len(ordered),
-                int(pd.util.hash_pandas_object(ordered[["target", "id", "value"]], index=False).sum()),
-            )
-            if fingerprint in seen:
-                continue
-            seen.add(fingerprint)
-            kept.append((method, setting, group))
+        in_setting = (data["sources"] == setting).to_numpy()
+        for method in pd.unique(data.loc[in_setting, "method"]):
+            rows = in_setting & (data["method"] == method).to_numpy()
+            key = (method, origins[rows].iloc[0])
+            if key not in seen:
+                seen.add(key)
+                kept.append((method, setting, data[rows]))
     counts = pd.Series([m for m, _, _ in kept]).value_counts()
     return [(m if counts[m] == 1 or len(settings) == 1 else f"{m} ({s})", g) for m, s, g in kept]
 
@@ -78,8 +75,8 @@ def imputation_comparison(
 
     Draws the per-tissue comparison of :cite:p:`Vinas2023` (Fig. 3) from the table of
     :func:`hyfa.tl.evaluate_imputation`: for each target tissue, one box per method (and source setting)
-    summarizing the per-gene or per-sample Pearson correlations. A baseline repeated in a variable-source
-    setting (same scores as in its matched setting) is drawn once; a method without any defined score
+    summarizing the per-gene or per-sample Pearson correlations. A baseline reused in a variable-source
+    setting (its ``source_setting`` is the matched setting) is drawn once; a method without any defined score
     (e.g. the per-gene r of mean imputation, which predicts one profile for every donor) is left out.
 
     Parameters

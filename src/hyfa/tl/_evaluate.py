@@ -219,7 +219,7 @@ def _score_baseline(
 def _reused(name: str, setting: _Setting, scored: Mapping[str, list[_Scored]]) -> _Scored | None:
     """Return a baseline's scores in the setting a variable-source ``setting`` is matched to, if any.
 
-    They are reported in ``setting`` as they are, on the same donors.
+    They are reported in ``setting`` as they are (same donors), ``source_setting`` naming the matched one.
     """
     if setting.matched is None:
         return None
@@ -291,7 +291,7 @@ def evaluate_imputation(
     Settings with ``None`` as sources let the model use each donor's own other collected tissues (HYFA
     handles a variable number of source tissues). The baselines need a fixed set of sources, so in such
     a setting matched to a fixed setting (``match_setting``) they are the matched setting's predictions,
-    on the same donors, and their rows say so in ``source_tissues``: this compares
+    on the same donors, and their rows say so in ``source_tissues`` and ``source_setting``: this compares
     "HYFA with all collected tissues" with "TEEBoT from whole blood", as in Fig. 3c of the paper (with
     the default ``sources="paper"``, the ``"all"`` setting uses the whole-blood donors). An unmatched
     variable-source setting scores the model alone.
@@ -350,8 +350,10 @@ def evaluate_imputation(
     A :class:`~pandas.DataFrame` with one row per score and columns ``method``, ``sources`` (the
     setting's name), ``target``, ``id`` (the donor for ``"per-sample"``, the gene for ``"per-gene"``),
     ``metric``, ``value`` (Pearson r; NaN where undefined, e.g. the per-gene r of mean imputation, which
-    predicts the same profile for every donor) and ``source_tissues`` (the tissues the prediction used,
-    ``"+"``-joined, or ``"all other collected"``). Genes are those the model predicts. Summarize it with
+    predicts the same profile for every donor), ``source_tissues`` (the tissues the prediction used,
+    ``"+"``-joined, or ``"all other collected"``) and ``source_setting`` (the setting whose predictions
+    the row scores: its own ``sources``, or for a baseline reused in a variable-source setting, the
+    matched setting). Genes are those the model predicts. Summarize it with
     :func:`summarize_evaluation` and :func:`win_counts`, and plot it with
     :func:`hyfa.pl.imputation_comparison`.
 

@@ -13,8 +13,8 @@ from ._data_access import _format_names
 #: The two metrics, always reported.
 METRICS = ("per-sample", "per-gene")
 #: Columns of the tidy table returned by :func:`~hyfa.tl.evaluate_imputation`.
-COLUMNS = ["method", "sources", "target", "id", "metric", "value", "source_tissues"]
-#: Columns every results table has.
+COLUMNS = ["method", "sources", "target", "id", "metric", "value", "source_tissues", "source_setting"]
+#: Columns every results table has (older tables lack ``source_setting``).
 REQUIRED = ("method", "sources", "target", "metric", "value")
 
 #: Scores of one method for one target: ``(metric, ids, values)`` per metric.
@@ -69,7 +69,7 @@ def _results_frame(
         return pd.DataFrame({c: pd.Series(dtype=np.float64 if c == "value" else object) for c in COLUMNS})
     sizes = [len(ids) for _, ids, _ in blocks]
     labels = np.asarray([label for label, _, _ in blocks], dtype=object)
-    method, setting, target, metric, source_tissues, _ = (
+    method, setting, target, metric, source_tissues, source_setting = (
         np.repeat(labels[:, i], sizes) for i in range(labels.shape[1])
     )
     data = {
@@ -80,6 +80,7 @@ def _results_frame(
         "metric": metric,
         "value": np.concatenate([values for _, _, values in blocks]),
         "source_tissues": source_tissues,
+        "source_setting": source_setting,
     }
     return pd.DataFrame(data, columns=COLUMNS)
 
