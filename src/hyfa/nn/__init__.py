@@ -5,8 +5,10 @@ from ._encoder import MetageneEncoder
 from ._hyperedge_predictor import HyperedgePredictor
 from ._hypergraph_conv import HypergraphAttentionConv, segment_softmax
 from ._mlp import MLP, FactorizedInput, hidden_block
+from ._signature_head import CellTypeSignatureHead
 
 __all__ = [
+    "CellTypeSignatureHead",
     "CountDecoder",
     "count_distribution",
     "count_variance",
