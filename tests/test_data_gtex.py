@@ -452,3 +452,139 @@ def test_bad_phenotypes(small, tmp_path):
     frame.assign(SEX=[1, 2, 3, 1]).to_csv(path, sep="\t", index=False)
     with pytest.raises(ValueError, match=r"SEX must be 1 \(male\) or 2 \(female\); donors 'GTEX-CCCC'"):
         read_gtex(gct, attributes, subject_phenotypes=path)
+
+
+# --------------------------------------------------------------------------------------------
+# gene subsets (genes=) and low-level read errors (#11, #15)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture
+def medium(tmp_path):
+    """A gzipped GCT of 120 genes (some symbols repeated) x the 8 samples of LAYOUT."""
+    rng = np.random.default_rng(3)
+    genes = [f"ENSG{i:011d}.2" for i in range(120)]
+    symbols = [f"S{i % 100}" for i in range(120)]  # S0..S19 twice: S0, ..., S0-1, ...
+    counts = pd.DataFrame(rng.integers(0, 5000, size=(120, len(LAYOUT))), index=genes, columns=list(LAYOUT))
+    gct = write_gct(tmp_path / "medium.gct.gz", counts, symbols=symbols)
+    return gct, write_attributes(tmp_path / "attributes.tsv", LAYOUT), counts
+
+
+def test_genes_subset_equals_full_read(medium):
+    gct, attributes, counts = medium
+    full = read_gtex(gct, attributes)
+    assert full["Lung"].var_names[100] == "S0-1"
+    rng = np.random.default_rng(0)
+    rows = rng.choice(np.r_[1:100, 101:120], size=37, replace=False)  # random order
+    lung = full["Lung"]
+    genes = [lung.var["gene_ids"].iloc[r] if k % 2 else lung.var_names[r] for k, r in enumerate(rows)]
+    genes += ["S0-1", "S0"]  # made-unique symbols
+    subset = read_gtex(gct, attributes, genes=genes, chunk_size=4)
+    names = [full["Lung"].var_names[r] for r in rows] + ["S0-1", "S0"]
+    expected = {t: a[:, names] for t, a in full.mod.items()}
+    for tissue, adata in expected.items():
+        np.testing.assert_array_equal(subset[tissue].X, adata.X, err_msg=tissue)
+        assert list(subset[tissue].var_names) == names
+        assert list(subset[tissue].var["gene_ids"]) == list(adata.var["gene_ids"])
+    # and against the file itself
+    lung = subset["Lung"]
+    sample = lung.obs["sample_id"].iloc[1]
+    np.testing.assert_array_equal(lung.X[1], counts.loc[lung.var["gene_ids"], sample].to_numpy())
+
+
+def test_genes_subset_of_bundled_data_equals_paper_cohort(paper):
+    sdhb = paper["Lung"].var.loc["SDHB", "gene_ids"]  # by Ensembl id
+    subset = read_gtex(
+        GCT,
+        ATTRIBUTES,
+        drop_tissues=PAPER_DROPPED_TISSUES,
+        donors=paper.obs_names,
+        genes=["TP53", "BRCA1", sdhb, "MYH7"],
+    )
+    assert list(subset.mod) == list(paper.mod)
+    assert subset.obs_names.equals(paper.obs_names)
+    for tissue, adata in paper.mod.items():
+        expected = adata[:, ["TP53", "BRCA1", "SDHB", "MYH7"]]
+        np.testing.assert_array_equal(subset[tissue].X, expected.X, err_msg=tissue)
+        assert list(subset[tissue].var_names) == list(expected.var_names)
+        assert list(subset[tissue].var["gene_ids"]) == list(expected.var["gene_ids"])
+        pd.testing.assert_frame_equal(subset[tissue].obs, expected.obs.copy())
+    assert subset["Lung"]["GTEX-RTLS", "TP53"].X.item() == 780
+
+
+def test_unknown_genes_named_before_counts_are_parsed(medium, monkeypatch):
+    gct, attributes, _ = medium
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("counts were parsed")
+
+    monkeypatch.setattr("hyfa.data._gtex.iter_gct_counts", no_parsing)
+    with pytest.raises(
+        ValueError,
+        match=r"2 of 4 genes in `genes` are not in .*medium.gct.gz.*: 'NOPE', 'ENSG99999999999.1'",
+    ):
+        read_gtex(gct, attributes, genes=["S1", "NOPE", "ENSG00000000003.2", "ENSG99999999999.1"])
+
+
+@pytest.mark.parametrize(
+    ("genes", "match"),
+    [
+        ([], r"`genes` is empty"),
+        (["S1", "S2", "S1"], r"Genes listed twice in `genes`: 'S1'"),
+        (["S1", "ENSG00000000001.2"], r"once by id and once by symbol: 'ENSG00000000001.2'"),
+    ],
+)
+def test_bad_genes(medium, genes, match):
+    gct, attributes, _ = medium
+    with pytest.raises(ValueError, match=match):
+        read_gtex(gct, attributes, genes=genes)
+
+
+def test_unselected_rows_are_not_parsed(tmp_path, attributes):
+    counts = _counts(n_genes=4)
+    counts.loc["ENSG2", "GTEX-BBBB-0001-SM-4"] = "abc"
+    gct = write_gct(tmp_path / "bad.gct.gz", counts)
+    mdata = read_gtex(gct, attributes, genes=["ENSG3", "ENSG0"])
+    assert list(mdata["Lung"].var_names) == ["ENSG3", "ENSG0"]
+    np.testing.assert_array_equal(
+        mdata["Lung"]["GTEX-BBBB"].X[0], counts.loc[["ENSG3", "ENSG0"], "GTEX-BBBB-0002-SM-5"].astype(int)
+    )
+    with pytest.raises(ValueError, match=r"bad.gct.gz, line 6: non-numeric count 'abc' for gene 'ENSG2'"):
+        read_gtex(gct, attributes, genes=["ENSG2"])
+
+
+def test_truncated_gzip_names_the_file(tmp_path, attributes):
+    rng = np.random.default_rng(0)
+    counts = pd.DataFrame(
+        rng.integers(0, 10**6, size=(3000, len(LAYOUT))),
+        index=[f"ENSG{i}" for i in range(3000)],
+        columns=list(LAYOUT),
+    )
+    data = write_gct(tmp_path / "whole.gct.gz", counts).read_bytes()
+    truncated = tmp_path / "truncated.gct.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        ValueError, match=r"truncated.gct.gz: cannot read the file \(after line \d+\); it is truncated"
+    ):
+        read_gtex(truncated, attributes)
+    with pytest.raises(ValueError, match=r"truncated.gct.gz: cannot read the file"):
+        read_gtex(truncated, attributes, genes=["ENSG1"])
+    corrupt = tmp_path / "corrupt.gct.gz"
+    corrupt.write_bytes(data[:200] + bytes(255 - b for b in data[200:400]) + data[400:])
+    with pytest.raises(ValueError, match=r"corrupt.gct.gz: cannot read the file"):
+        read_gtex(corrupt, attributes)
+
+
+def test_bad_count_names_the_file(tmp_path, attributes):
+    counts = _counts()
+    counts.loc["ENSG2", "GTEX-CCCC-0001-SM-6"] = "1e"
+    gct = write_gct(tmp_path / "named.gct.gz", counts)
+    with pytest.raises(ValueError) as err:
+        read_gtex(gct, attributes)
+    assert str(gct) in str(err.value)
+    assert "line 6: non-numeric count '1e' for gene 'ENSG2' in sample 'GTEX-CCCC-0001-SM-6'" in str(err.value)
+
+
+def test_undecodable_gene_name_names_the_file(tmp_path, attributes):
+    gct = write_gct(tmp_path / "latin.gct", _counts(), compress=False)
+    gct.write_bytes(gct.read_bytes().replace(b"ENSG1\t", b"ENSG\xe91\t"))
+    with pytest.raises(ValueError, match=r"latin.gct: cannot read the file \(line 5\).*UnicodeDecodeError"):
+        read_gtex(gct, attributes)

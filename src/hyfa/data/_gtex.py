@@ -15,7 +15,7 @@ from mudata import MuData
 from hyfa._utils import as_list as _as_list
 
 from ._annotations import read_sample_attributes, read_subject_phenotypes
-from ._gct import iter_gct_counts, read_gct_header
+from ._gct import iter_gct_counts, read_gct_genes, read_gct_header
 from ._mudata import build_mudata
 from ._tissue import tissue_id
 from ._validate import _duplicates, _preview
@@ -48,17 +48,22 @@ def read_gtex(
     drop_tissues: Iterable[str] | None = None,
     min_tissues_per_donor: int = 1,
     donors: Iterable[str] | None = None,
+    genes: Iterable[str] | None = None,
     chunk_size: int = 500,
 ) -> MuData:
     """Read GTEx read counts into a MuData with one modality per tissue and donors as observations.
 
     Multi-tissue imputation :cite:p:`Vinas2023` treats each tissue as a donors x genes matrix in
     which most donors are missing. This reader builds exactly that from the GTEx portal's files.
-    The count table is streamed in chunks of ``chunk_size`` rows, so a full portal-size
-    ``gene_reads`` file (56,200 genes x 17,382 samples) is read with memory bounded by the output
-    plus one chunk; its dimension line is not trusted. All arguments are checked, and every
-    problem found in the annotations is raised as a :class:`ValueError` naming the offending
-    samples, donors or tissues, before the counts are read.
+    The count table is read in two streaming passes: the first lists the genes (``Name`` and
+    ``Description`` only), the second parses the counts of the selected genes in chunks of
+    ``chunk_size`` rows straight into the output, skipping the other rows unparsed. A full
+    portal-size ``gene_reads`` file (56,200 genes x 17,382 samples) is thus read with memory
+    bounded by the output plus one chunk; its dimension line is not trusted. All arguments are
+    checked, and every problem found in the annotations or in ``genes`` is raised as a
+    :class:`ValueError` naming the offending samples, donors, tissues or genes before any count
+    is parsed. Errors in the count table (a truncated or corrupt file, a ragged row, a bad count)
+    name the file and line.
 
     Parameters
     ----------
@@ -81,6 +86,12 @@ def read_gtex(
         Drop donors with samples in fewer of the kept tissues (the paper uses 2).
     donors
         Keep only these donors. ``None`` keeps all.
+    genes
+        Keep only these genes, in this order, given as Ensembl ids exactly as in the GCT ``Name``
+        column (``.var["gene_ids"]``, e.g. ``"ENSG00000012048.20"``) or as the output's
+        ``.var_names`` (``Description`` symbols made unique over the whole file, e.g. ``"BRCA1"``).
+        The result equals reading every gene and subsetting, but takes a fraction of the time and
+        memory. ``None`` keeps all genes, in file order.
     chunk_size
         Number of GCT rows (genes) parsed at a time.
 
@@ -114,6 +125,9 @@ def read_gtex(
         raise ValueError(f"min_tissues_per_donor must be a positive integer, got {min_tissues_per_donor!r}.")
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    genes = _as_list(genes)
+    if genes is not None and not genes:
+        raise ValueError("`genes` is empty; pass None to keep every gene.")
     header = read_gct_header(reads_gct)
     samples = _sample_table(
         header.samples, read_sample_attributes(sample_attributes), reads_gct, sample_attributes
@@ -126,17 +140,15 @@ def read_gtex(
         raise ValueError("No samples left after selecting tissues and donors.")
     donor_obs = _donor_table(samples, subject_phenotypes)
 
+    all_genes = read_gct_genes(reads_gct)
+    var = _gene_table(all_genes["gene_ids"].to_numpy(), all_genes["symbols"].to_numpy(), reads_gct)
+    rows = np.arange(len(var)) if genes is None else _gene_rows(var, genes, reads_gct)
+    var = var.iloc[rows]
+
     tissue_order = sorted(samples["tissue"].unique())
     samples = samples.sort_values(["tissue", "donor"])
-    blocks = {t: [] for t in tissue_order}
-    gene_ids, symbols = [], []
     columns = {t: np.flatnonzero(samples["tissue"].to_numpy() == t) for t in tissue_order}
-    for ids, names, counts in iter_gct_counts(reads_gct, samples.index, chunk_size=chunk_size):
-        gene_ids.append(ids)
-        symbols.append(names)
-        for t in tissue_order:
-            blocks[t].append(np.ascontiguousarray(counts.T[columns[t]]))
-    var = _gene_table(np.concatenate(gene_ids), np.concatenate(symbols), reads_gct)
+    blocks = _read_counts(reads_gct, samples.index, rows, len(all_genes), columns, chunk_size)
 
     mods = {}
     attr_cols = [c for c in samples.columns if c not in ("donor", "tissue", *_TISSUE_COLUMNS)]
@@ -148,8 +160,7 @@ def read_gtex(
         for col in obs.columns:
             if isinstance(obs[col].dtype, pd.CategoricalDtype):
                 obs[col] = obs[col].cat.remove_unused_categories()
-        X = np.concatenate(blocks.pop(t), axis=1)
-        mods[t] = AnnData(X=X, obs=obs, var=var.copy())
+        mods[t] = AnnData(X=blocks.pop(t), obs=obs, var=var.copy())
     names = samples.drop_duplicates("tissue").set_index("tissue")["SMTSD"]
     mdata = build_mudata(mods, donor_obs, uns={"tissue_names": {t: str(names[t]) for t in tissue_order}})
     logger.info(
@@ -295,3 +306,49 @@ def _gene_table(gene_ids: np.ndarray, symbols: np.ndarray, reads_gct) -> pd.Data
             int(names.duplicated().sum()),
         )
     return pd.DataFrame({"gene_ids": ids.to_numpy(dtype=object)}, index=pd.Index(unique, dtype=object))
+
+
+def _gene_rows(var: pd.DataFrame, genes: list[str], reads_gct) -> np.ndarray:
+    """Return the file rows of ``genes`` (gene ids or unique symbols), raising on unknown or repeated genes."""
+    wanted = pd.Index(genes, dtype=object)
+    if wanted.has_duplicates:
+        raise ValueError(f"Genes listed twice in `genes`: {_preview(_duplicates(wanted))}.")
+    by_id = pd.Index(var["gene_ids"]).get_indexer(wanted)
+    rows = np.where(by_id >= 0, by_id, var.index.get_indexer(wanted))
+    if (rows < 0).any():
+        raise ValueError(
+            f"{int((rows < 0).sum())} of {len(wanted)} genes in `genes` are not in {reads_gct}, neither as gene "
+            f"ids (Name) nor as gene symbols (Description, made unique): {_preview(wanted[rows < 0])}."
+        )
+    repeated = pd.Index(rows).duplicated()
+    if repeated.any():
+        raise ValueError(
+            f"Genes given twice in `genes`, once by id and once by symbol: {_preview(wanted[repeated])}."
+        )
+    return rows
+
+
+def _read_counts(
+    reads_gct,
+    samples: pd.Index,
+    rows: np.ndarray,
+    n_rows: int,
+    columns: dict[str, np.ndarray],
+    chunk_size: int,
+) -> dict[str, np.ndarray]:
+    """Return each tissue's donors x genes ``int32`` counts of the given file rows, filled chunk by chunk.
+
+    ``columns`` gives each tissue's positions in ``samples``; the output's genes follow ``rows``.
+    """
+    out = {t: np.empty((len(cols), len(rows)), dtype=np.int32) for t, cols in columns.items()}
+    target = np.full(n_rows, -1, dtype=np.int64)
+    target[rows] = np.arange(len(rows))
+    n_read = 0
+    for ordinals, counts in iter_gct_counts(reads_gct, samples, rows=target >= 0, chunk_size=chunk_size):
+        genes = target[ordinals]
+        for t, cols in columns.items():
+            out[t][:, genes] = counts[:, cols].T
+        n_read += len(ordinals)
+    if n_read != len(rows):
+        raise ValueError(f"{reads_gct}: read {n_read} gene rows, expected {len(rows)}; did the file change?")
+    return out
