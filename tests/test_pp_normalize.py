@@ -248,3 +248,85 @@ def test_bad_parameters(kwargs, match):
 def test_not_mudata():
     with pytest.raises(TypeError, match="expects a MuData"):
         normalize_gtex(ad.AnnData(np.ones((2, 2))))
+
+
+# --------------------------------------------------------------------------------------------
+# TMM computed once per tissue (#11) and tissues with too few samples (#15)
+# --------------------------------------------------------------------------------------------
+def test_tmm_factors_computed_once_per_tissue(monkeypatch):
+    calls = []
+    original = TMM._get_norm_factors
+
+    def counting(self, X):
+        calls.append(X.shape)
+        return original(self, X)
+
+    monkeypatch.setattr(TMM, "_get_norm_factors", counting)
+    mdata = make_mdata(tissues=("A", "B", "C"))
+    normalize_gtex(mdata)
+    assert calls == [(20, 5), (25, 5), (30, 5)]  # one computation per tissue, on its expressed genes
+
+
+def test_values_equal_fit_then_get_norm_factors():
+    """Reusing the factors computed while fitting changes nothing, to the bit."""
+    mdata = make_mdata(seed=4, n_genes=40, tissues=("A", "B", "C"))
+    out = normalize_gtex(mdata, copy=True)
+    for tissue, adata in out.mod.items():
+        counts = mdata[tissue].X.astype(np.float64)
+        kept = counts[:, adata.var["expressed"].to_numpy()]
+        factors = TMM().fit(kept).get_norm_factors(kept)
+        cpm = counts / (kept.sum(axis=1) * factors)[:, None] * 1e6
+        expected = stats.norm.ppf(stats.rankdata(cpm, axis=0) / (len(cpm) + 1)).astype(np.float32)
+        np.testing.assert_array_equal(adata.layers["normalized"], expected, err_msg=tissue)
+
+
+def test_integer_counts_not_copied_to_float_in_checks(monkeypatch):
+    """The checks work on the counts as stored: dense integer counts are not converted up front."""
+    import hyfa.pp._normalize as normalize
+
+    seen = []
+    original = normalize._expressed
+
+    def spy(mdata, tissue, counts, *args):
+        seen.append((counts.dtype, counts is mdata.mod[tissue].X))
+        return original(mdata, tissue, counts, *args)
+
+    monkeypatch.setattr(normalize, "_expressed", spy)
+    mdata = make_mdata()
+    normalize_gtex(mdata)
+    assert seen == [(np.dtype(np.int64), True), (np.dtype(np.int64), True)]
+
+
+def _with_small_tissue(n_small):
+    mdata = make_mdata()
+    rng = np.random.default_rng(5)
+    small = ad.AnnData(
+        X=rng.poisson(50, size=(n_small, 6)).astype(np.int64),
+        obs=pd.DataFrame(index=[f"d{i}" for i in range(n_small)]),
+        var=pd.DataFrame(index=[f"g{g}" for g in range(6)]),
+    )
+    mods = {**mdata.mod, "Tiny": small}
+    with md.set_options(pull_on_update=False), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="var_names are not unique", category=UserWarning)
+        return md.MuData(mods)
+
+
+@pytest.mark.parametrize(("n_small", "values"), [(1, [0.0]), (2, [-0.4307273, 0.4307273])])
+def test_small_tissue_warns_and_is_normalized(n_small, values):
+    mdata = _with_small_tissue(n_small)
+    with pytest.warns(UserWarning, match=rf"fewer than 3 samples .*: 'Tiny' \({n_small}\)\. .*degenerate"):
+        normalize_gtex(mdata)
+    tiny = mdata["Tiny"].layers["normalized"]
+    for column in tiny.T:
+        np.testing.assert_allclose(np.sort(column), values, atol=1e-6)
+    # the other tissues are unaffected by the small one
+    reference = normalize_gtex(make_mdata(), copy=True)
+    np.testing.assert_array_equal(mdata["A"].layers["normalized"], reference["A"].layers["normalized"])
+
+
+def test_no_warning_with_three_samples():
+    mdata = _with_small_tissue(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        normalize_gtex(mdata)
+    assert np.isfinite(mdata["Tiny"].layers["normalized"]).all()

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
 from mudata import MuData
 from rnanorm import TMM
-from scipy import stats
+from scipy import special, stats
 
 from hyfa.data._mudata import copy_mudata
 from hyfa.data._validate import _dense, _duplicates, _preview, check_counts, check_finite_nonnegative
 
 logger = logging.getLogger(__name__)
+
+#: Tissues with fewer samples get degenerate normalized values (one sample: all 0; two: +-0.43).
+_MIN_SAMPLES = 3
 
 
 def normalize_gtex(
@@ -43,7 +47,8 @@ def normalize_gtex(
        rank) and ``n`` the number of samples.
 
     Nothing is deleted and ``.X`` keeps the raw counts; results are stored as in
-    :func:`scanpy.pp.highly_variable_genes`.
+    :func:`scanpy.pp.highly_variable_genes`. Tissues are normalized one at a time, so memory
+    beyond the output is bounded by a few copies of the largest tissue.
 
     Parameters
     ----------
@@ -73,6 +78,15 @@ def normalize_gtex(
 
     and the parameters to ``mdata.uns["normalize_gtex"]``.
 
+    Warns
+    -----
+    UserWarning
+        Naming the tissues with fewer than 3 samples. They are normalized like the others, but
+        their normalized values are degenerate (with one sample every value is 0, with two they
+        are +-0.43) and their expression filter rests on one or two samples, yet it still counts
+        for ``.var["common"]``. Drop such tissues (e.g. ``read_gtex(..., drop_tissues=...)``)
+        unless that is intended.
+
     Examples
     --------
     >>> import hyfa
@@ -97,11 +111,14 @@ def normalize_gtex(
         counts = _tissue_counts(mdata, t, tpm_layer)
         expressed[t] = _expressed(mdata, t, counts, tpm_layer, min_reads, min_tpm, min_fraction)
         _check_normalizable(mdata, t, counts, expressed[t])
+        del counts
+    _warn_small_tissues(mdata, tissues)
 
     normalized = {}
     for t in tissues:
         cpm = _tmm_cpm(_dense(mdata.mod[t].X).astype(np.float64), expressed[t], t, mdata.mod[t].obs_names)
         normalized[t] = _inverse_normal(cpm).astype(np.float32)
+        del cpm
     genes = mdata.mod[tissues[0]].var_names
     common = np.logical_and.reduce(
         [pd.Series(expressed[t], index=mdata.mod[t].var_names)[genes] for t in tissues]
@@ -164,7 +181,7 @@ def _check_same_genes(mdata: MuData, tissues: list[str]) -> None:
 
 
 def _tissue_counts(mdata: MuData, tissue: str, tpm_layer: str | None) -> np.ndarray:
-    """Return a tissue's counts as dense ``float64``, checking them (and its TPM layer) first."""
+    """Return a tissue's counts as a dense array (no copy if already dense), checking them (and its TPM layer) first."""
     adata = mdata.mod[tissue]
     if adata.n_obs == 0:
         raise ValueError(f"Tissue {tissue!r} has no samples.")
@@ -180,7 +197,20 @@ def _tissue_counts(mdata: MuData, tissue: str, tpm_layer: str | None) -> np.ndar
             adata.var_names,
             f"Tissue {tissue!r} (layer {tpm_layer!r})",
         )
-    return _dense(adata.X).astype(np.float64)
+    return _dense(adata.X)
+
+
+def _warn_small_tissues(mdata: MuData, tissues: list[str]) -> None:
+    """Warn, naming them, about tissues with too few samples for a meaningful normalization."""
+    small = [f"{t!r} ({mdata.mod[t].n_obs})" for t in tissues if mdata.mod[t].n_obs < _MIN_SAMPLES]
+    if small:
+        warnings.warn(
+            f"Tissues with fewer than {_MIN_SAMPLES} samples (sample counts in brackets): {', '.join(small)}. "
+            "Their normalized values are degenerate (one sample: all 0; two: +-0.43) and their expression "
+            "filter rests on one or two samples, yet it still counts for var['common']; consider dropping them.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _expressed(mdata, tissue, counts, tpm_layer, min_reads, min_tpm, min_fraction) -> np.ndarray:
@@ -200,7 +230,7 @@ def _check_normalizable(mdata: MuData, tissue: str, counts: np.ndarray, expresse
             f"No gene passes the expression filter in tissue {tissue!r}, so TMM factors cannot be computed; "
             "lower min_reads/min_fraction or drop this tissue."
         )
-    library = counts[:, expressed].sum(axis=1)
+    library = counts[:, expressed].sum(axis=1, dtype=np.float64)
     if (library <= 0).any():
         raise ValueError(
             f"Tissue {tissue!r}: samples of donors {_preview(mdata.mod[tissue].obs_names[library <= 0])} have "
@@ -209,17 +239,45 @@ def _check_normalizable(mdata: MuData, tissue: str, counts: np.ndarray, expresse
 
 
 def _tmm_cpm(counts: np.ndarray, expressed: np.ndarray, tissue: str, donors: pd.Index) -> np.ndarray:
-    """Return counts per million of the TMM-adjusted library size, with TMM factors from the expressed genes."""
+    """Return counts per million of the TMM-adjusted library size, with TMM factors from the expressed genes.
+
+    ``counts`` (``float64``) is overwritten with the result.
+    """
     kept = counts[:, expressed]
-    factors = TMM().fit(kept).get_norm_factors(kept)
+    factors = _tmm_factors(kept)
     bad = ~np.isfinite(factors) | (factors <= 0)
     if bad.any():
         raise ValueError(f"Tissue {tissue!r}: TMM factors are undefined for donors {_preview(donors[bad])}.")
     library = kept.sum(axis=1) * factors
-    return counts / library[:, None] * 1e6
+    del kept
+    counts /= library[:, None]
+    counts *= 1e6
+    return counts
+
+
+class _TMMOnce(TMM):
+    """:class:`rnanorm.TMM` that keeps the factors it computes while fitting."""
+
+    def _get_norm_factors(self, X):
+        self.fit_factors_ = super()._get_norm_factors(X)
+        return self.fit_factors_
+
+
+def _tmm_factors(counts: np.ndarray) -> np.ndarray:
+    """Return the TMM normalization factors of the samples (rows) of ``counts``, computed once.
+
+    ``TMM().fit(X).get_norm_factors(X)`` computes the factors twice: ``fit`` computes them to
+    rescale them to a geometric mean of 1, and ``get_norm_factors`` computes them again. This
+    returns the same values from the computation done while fitting.
+    """
+    tmm = _TMMOnce().fit(counts)
+    if not hasattr(tmm, "fit_factors_"):  # pragma: no cover - another rnanorm layout
+        return tmm.get_norm_factors(counts)
+    return tmm.fit_factors_ / tmm.geometric_mean_
 
 
 def _inverse_normal(values: np.ndarray) -> np.ndarray:
     """Return the rank-based inverse-normal transform of each column: ``Phi^-1(rank / (n + 1))``."""
-    ranks = stats.rankdata(values, axis=0, method="average")
-    return stats.norm.ppf(ranks / (values.shape[0] + 1))
+    quantiles = stats.rankdata(values, axis=0, method="average")
+    quantiles /= values.shape[0] + 1
+    return special.ndtri(quantiles, out=quantiles)
