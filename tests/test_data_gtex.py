@@ -588,3 +588,20 @@ def test_undecodable_gene_name_names_the_file(tmp_path, attributes):
     gct.write_bytes(gct.read_bytes().replace(b"ENSG1\t", b"ENSG\xe91\t"))
     with pytest.raises(ValueError, match=r"latin.gct: cannot read the file \(line 5\).*UnicodeDecodeError"):
         read_gtex(gct, attributes)
+
+
+def test_truncated_attributes_name_the_file(small, tmp_path):
+    gct, attributes, _ = small
+    frame = pd.read_csv(attributes, sep="\t")
+    frame = pd.concat([frame] * 400, ignore_index=True).assign(
+        SAMPID=lambda f: [f"S{i}" for i in range(len(f))]
+    )
+    with gzip.open(tmp_path / "whole.tsv.gz", "wt") as fh:
+        frame.to_csv(fh, sep="\t", index=False)
+    data = (tmp_path / "whole.tsv.gz").read_bytes()
+    truncated = tmp_path / "attributes_truncated.tsv.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        ValueError, match=r"attributes_truncated.tsv.gz: cannot read the file; it is truncated"
+    ):
+        read_gtex(gct, truncated)

@@ -1,7 +1,9 @@
 """Streaming reader for GCT 1.2 count tables (GTEx portal ``gene_reads`` files), in row chunks.
 
 The dimension line of a GCT file is not trusted: the bundled 59-gene excerpt keeps the
-``56200 17382`` of the full table. Rows are counted as they are read instead.
+``56200 17382`` of the full table. Rows are counted as they are read instead. Lines are read as
+bytes: a first pass (:func:`read_gct_genes`) looks only at the ``Name`` and ``Description``
+fields, and :func:`iter_gct_counts` parses the numbers of the requested rows only.
 """
 
 from __future__ import annotations
@@ -230,7 +232,8 @@ class _RowParser:
                 f"{self.n_fields}."
             )
         ids, lines = np.array([gene_id], dtype=object), [line_no]
-        text = line[start:].decode("utf-8")
+        with read_errors(self.path, f"line {line_no}"):
+            text = line[start:].decode("utf-8")
         slow = _parse_counts_slowly([text], self.positions, ids, self.samples, lines, self.path)
         return _checked_int32(slow, ids, self.samples, lines, self.path)[0]
 

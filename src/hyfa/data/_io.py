@@ -35,6 +35,8 @@ def _is_gzip(path: Path) -> bool:
 def open_text(path: str | PathLike) -> TextIO:
     """Return ``path`` opened for reading text, decompressing gzip (recognised by its magic bytes).
 
+    A truncated or corrupt gzip stream raises :class:`ValueError` naming ``path``, whoever reads.
+
     Parameters
     ----------
     path
@@ -42,7 +44,8 @@ def open_text(path: str | PathLike) -> TextIO:
     """
     path = _checked_path(path)
     if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
+        stream = io.BufferedReader(_NamingReadErrors(gzip.GzipFile(path, "rb"), path))
+        return io.TextIOWrapper(stream, encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
 
@@ -92,3 +95,24 @@ def read_error(path: str | PathLike, err: BaseException, where: str = "") -> Val
     return ValueError(
         f"{path}: cannot read the file{at}; it is truncated, corrupt or not UTF-8 text: {type(err).__name__}: {err}"
     )
+
+
+class _NamingReadErrors(io.RawIOBase):
+    """Binary stream over ``stream`` whose low-level read errors are re-raised as :class:`ValueError` naming ``path``."""
+
+    def __init__(self, stream: BinaryIO, path: Path) -> None:
+        self._stream = stream
+        self._path = path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            return self._stream.readinto(buffer)
+        except _READ_ERRORS as err:
+            raise read_error(self._path, err) from err
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
