@@ -4,18 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from hyfa.nn import HyperedgePredictor, HypergraphAttentionConv, segment_softmax
-from hyfa.nn import _hypergraph_conv as hypergraph_conv
-from hyfa.nn import _mlp as mlp_module
+from hyfa.nn import MLP, HyperedgePredictor, HypergraphAttentionConv, hidden_block
+from hyfa.nn import _kernels as kernels
+from hyfa.nn import _padding as padding
+from hyfa.nn._dropout import DROPOUT_LEVELS, dropout_mask, dropout_scale
 from hyfa.nn._hypergraph_conv import tissue_attention
-from hyfa.nn._mlp import (
-    DROPOUT_LEVELS,
-    MLP,
-    dropout_mask,
-    dropout_scale,
-    fused_hidden,
-    hidden_block,
-)
+from hyfa.nn._kernels import fused_hidden
 
 #: (x shape or None, row bias rows or None, column bias rows or None) of the three uses of the fused block.
 CASES = {
@@ -35,6 +29,22 @@ def reference_hidden(x, weight, row_bias, column_bias, dropout: nn.Module) -> to
     if column_bias is not None:
         pre = pre + column_bias[None, :, :]
     return dropout(nn.functional.silu(pre))
+
+
+def segment_softmax(logits: torch.Tensor, segment: torch.Tensor, n_segments: int) -> torch.Tensor:
+    """Softmax of ``logits`` ``(n_pairs, n_metagenes, n_heads)`` over all entries of each segment, per head.
+
+    Row ``p`` belongs to segment ``segment[p]`` (its donor): each head's weights sum to one over
+    the donor's ``|T(i)| x M`` incoming hyperedges (the formula ``tissue_attention`` replaces).
+    """
+    n_heads = logits.shape[-1]
+    pair_max = logits.detach().amax(dim=1)
+    seg_max = torch.full((n_segments, n_heads), -torch.inf, dtype=logits.dtype, device=logits.device)
+    seg_max = seg_max.scatter_reduce(0, segment[:, None].expand(-1, n_heads), pair_max, reduce="amax")
+    weights = torch.exp(logits - seg_max[segment][:, None, :])
+    total = torch.zeros(n_segments, n_heads, dtype=logits.dtype, device=logits.device)
+    total = total.index_add(0, segment, weights.sum(dim=1))
+    return weights / total[segment][:, None, :]
 
 
 def _inputs(case, n_out=9, dtype=torch.float64, seed=0):
@@ -97,8 +107,10 @@ def test_fused_dropout_is_silu_then_the_drawn_mask(case, scale_output):
 
 
 def test_dropped_units_have_exactly_zero_output_and_gradient_in_low_precision():
-    for dtype in (torch.float32, torch.bfloat16):
-        pre = (torch.randn(1000) * 50).to(dtype).requires_grad_()
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        pre = (torch.randn(1000) * 50).to(dtype)
+        pre[::7] = 3e4  # dropout is exact whatever the pre-activation
+        pre.requires_grad_()
         torch.manual_seed(0)
         out = fused_hidden(None, None, pre[:, None], torch.zeros(1, 1, dtype=dtype), dropout_rate=0.5)
         out.sum().backward()
@@ -214,7 +226,7 @@ def test_padding_hidden_units_does_not_change_the_function(module, monkeypatch):
         inputs = ([torch.randn(6, 4), torch.randn(6, 3)], torch.randn(8, 2))
     expected = net(*inputs)
     expected_grads = torch.autograd.grad(expected.square().sum(), list(net.parameters()))
-    monkeypatch.setattr(mlp_module, "PAD_MIN_ROWS", 0)  # 7, 9 and 9 hidden units become 16
+    monkeypatch.setattr(padding, "PAD_MIN_ROWS", 0)  # 7, 9 and 9 hidden units become 16
     got = net(*inputs)
     torch.testing.assert_close(got, expected)
     for a, b in zip(
@@ -278,8 +290,8 @@ def _per_hyperedge_formula(layer, x):
 @pytest.mark.parametrize(("norm", "chunk_elements"), [(None, None), (None, 1), (None, 20), ("layer", None)])
 def test_conv_in_training_mode_equals_the_per_hyperedge_formula(norm, chunk_elements, monkeypatch):
     if chunk_elements is not None:  # one or a few pairs at a time
-        monkeypatch.setattr(hypergraph_conv, "CHUNK_ELEMENTS", chunk_elements)
-        monkeypatch.setattr(hypergraph_conv, "PARALLEL_CHUNK_ELEMENTS", chunk_elements)
+        monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", chunk_elements)
+        monkeypatch.setattr(kernels, "PARALLEL_CHUNK_ELEMENTS", chunk_elements)
     torch.manual_seed(0)
     # 3 metagenes x 8 hidden units per pair: a multiple of 4, so chunks draw the dropout mask of one draw
     layer = HypergraphAttentionConv(6, 5, 4, 3, n_heads=2, n_head_dim=4, dropout_rate=0.3, norm=norm).train()
@@ -303,11 +315,11 @@ def test_backward_uses_the_chunks_of_its_forward(monkeypatch):
     layer = HypergraphAttentionConv(6, 5, 4, 3, n_heads=2, n_head_dim=4, dropout_rate=0.0)
     x = _conv_inputs()
     expected = torch.autograd.grad(layer(**x).square().sum(), list(layer.parameters()))
-    monkeypatch.setattr(hypergraph_conv, "CHUNK_ELEMENTS", 1)
-    monkeypatch.setattr(hypergraph_conv, "PARALLEL_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr(kernels, "PARALLEL_CHUNK_ELEMENTS", 1)
     loss = layer(**x).square().sum()  # one pair per chunk ...
-    monkeypatch.setattr(hypergraph_conv, "CHUNK_ELEMENTS", 10**9)  # ... whatever the setting at backward
-    monkeypatch.setattr(hypergraph_conv, "PARALLEL_CHUNK_ELEMENTS", 10**9)
+    monkeypatch.setattr(kernels, "CHUNK_ELEMENTS", 10**9)  # ... whatever the setting at backward
+    monkeypatch.setattr(kernels, "PARALLEL_CHUNK_ELEMENTS", 10**9)
     for got, want in zip(torch.autograd.grad(loss, list(layer.parameters())), expected, strict=True):
         torch.testing.assert_close(got, want)
 

@@ -3,7 +3,7 @@
 from ._decoders import CountDecoder, GaussianDecoder, count_distribution, count_variance, predicted_library
 from ._encoder import MetageneEncoder
 from ._hyperedge_predictor import HyperedgePredictor
-from ._hypergraph_conv import HypergraphAttentionConv, segment_softmax
+from ._hypergraph_conv import HypergraphAttentionConv
 from ._mlp import MLP, FactorizedInput, hidden_block
 from ._signature_head import CellTypeSignatureHead
 
@@ -20,5 +20,4 @@ __all__ = [
     "MLP",
     "MetageneEncoder",
     "hidden_block",
-    "segment_softmax",
 ]
