@@ -6,7 +6,7 @@ import torch
 from hyfa_testing import TINY
 
 from hyfa.module import HYFAModule, fixed_split, random_split, split_sources_targets
-from hyfa.nn import HypergraphAttentionConv, MetageneEncoder, segment_softmax
+from hyfa.nn import HypergraphAttentionConv, MetageneEncoder
 
 
 def _module(**kwargs):
@@ -83,14 +83,6 @@ def test_attention_aggregation_equals_the_per_hyperedge_formula():
             expected[i] = (alpha[:, :, None] * msg).sum(0).reshape(-1)
         got_update = layer.update(torch.cat([x["h_donor"], expected], dim=1)) + x["h_donor"]
         torch.testing.assert_close(layer(**x), got_update, rtol=1e-4, atol=1e-5)
-
-
-def test_segment_softmax_sums_to_one_per_donor_and_head():
-    logits = torch.randn(6, 4, 3)
-    segment = torch.tensor([0, 0, 1, 2, 2, 2])
-    alpha = segment_softmax(logits, segment, 3)
-    sums = torch.zeros(3, 3).index_add(0, segment, alpha.sum(1))
-    torch.testing.assert_close(sums, torch.ones(3, 3))
 
 
 def test_encoder_applies_relu_and_shapes_hyperedges():

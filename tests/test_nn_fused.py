@@ -246,6 +246,14 @@ def _edges(n_donors, n_tissues, seed):
     return donor[order], tissue[order]
 
 
+def test_segment_softmax_sums_to_one_per_donor_and_head():
+    logits = torch.randn(6, 4, 3)
+    segment = torch.tensor([0, 0, 1, 2, 2, 2])
+    alpha = segment_softmax(logits, segment, 3)
+    sums = torch.zeros(3, 3).index_add(0, segment, alpha.sum(1))
+    torch.testing.assert_close(sums, torch.ones(3, 3))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_tissue_attention_equals_the_segment_softmax(seed):
     n_donors, n_tissues, n_metagenes, n_heads = 7, 5, 3, 4

@@ -367,6 +367,9 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
         lr
             Adam learning rate (the paper's 4.56e-4). Adam's ``eps`` is torch's default (1e-8) and
             there is no weight decay, unlike scvi-tools' defaults; override in ``plan_kwargs``.
+            Adam runs fused (:class:`~hyfa.module._optim.InPlaceAdam`: each parameter updated in
+            place, without temporaries the size of the encoder weight); ``plan_kwargs={"optimizer":
+            "Adam"}`` uses scvi-tools' own.
         batch_size
             Donors per minibatch.
         early_stopping
@@ -400,7 +403,9 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
         )
         if has_validation:  # report the validation loss every epoch, as history["elbo_validation"]
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        plan_kwargs = {"optimizer": "Adam", "lr": lr, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        from hyfa.module._optim import adam_plan_kwargs  # torch's fused Adam: in place, no temporaries
+
+        plan_kwargs = adam_plan_kwargs(lr, plan_kwargs)
         return super().train(
             max_epochs=max_epochs,
             accelerator=accelerator,
