@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from hyfa.nn import MLP, HyperedgePredictor, HypergraphAttentionConv, hidden_block
+from hyfa.nn import MLP, HyperedgePredictor, HypergraphAttentionConv, MetageneEncoder, hidden_block
 from hyfa.nn import _kernels as kernels
 from hyfa.nn import _padding as padding
 from hyfa.nn._dropout import DROPOUT_LEVELS, dropout_mask, dropout_scale
@@ -341,3 +341,29 @@ def test_conv_runs_under_bf16_autocast_close_to_float32():
     low.float().sum().backward()
     assert all(p.grad is None or p.grad.dtype == torch.float32 for p in layer.parameters())
     torch.testing.assert_close(low.float(), layer(**x), rtol=0.05, atol=0.05)
+
+
+def test_gaussian_nll_equals_the_normal_log_prob():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 50, generator=g, dtype=torch.float64)
+    loc = torch.randn(7, 50, generator=g, dtype=torch.float64).requires_grad_()
+    scale = (torch.rand(7, 50, generator=g, dtype=torch.float64) + 0.1).requires_grad_()
+    expected = -torch.distributions.Normal(loc, scale).log_prob(x).mean(dim=-1)
+    torch.testing.assert_close(kernels.gaussian_nll(x, loc, scale), expected)
+    assert torch.autograd.gradcheck(lambda m, s: kernels.gaussian_nll(x, m, s), (loc, scale))
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+def test_encoder_under_autocast_equals_the_autocast_linear_layer(activation):
+    torch.manual_seed(0)
+    encoder = MetageneEncoder(30, 3, 4, activation=activation)
+    x, upstream = torch.randn(9, 30), torch.randn(9, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = encoder.activation(encoder.linear(x))
+    (expected_grad,) = torch.autograd.grad((expected.float() * upstream).sum(), [encoder.linear.weight])
+    for _ in range(2):  # the second step reuses the low-precision buffers
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = encoder(x).view(9, 12)
+        (grad,) = torch.autograd.grad((got.float() * upstream).sum(), [encoder.linear.weight])
+        assert got.dtype == torch.bfloat16 and torch.equal(got, expected)
+        assert grad.dtype == torch.float32 and torch.equal(grad, expected_grad)

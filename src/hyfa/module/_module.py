@@ -277,11 +277,16 @@ class HYFAModule(BaseModuleClass):
         return donor_row, tissue_index, x
 
     def _get_generative_input(self, tensors, inference_outputs) -> dict:
-        donor_row, tissue_index, x = self._targets(tensors, inference_outputs["target_mask"])
+        target_mask = inference_outputs["target_mask"]
+        if self.counts:
+            donor_row, tissue_index, x = self._targets(tensors, target_mask)
+            library = x.sum(dim=-1)
+        else:  # only the loss reads the targets' expression
+            (donor_row, tissue_index), library = target_mask.nonzero(as_tuple=True), None
         return {
             "donor": inference_outputs["donor"][donor_row],
             "tissue_index": tissue_index,
-            "library": x.sum(dim=-1) if self.counts else None,
+            "library": library,
         }
 
     @auto_move_data
@@ -323,7 +328,13 @@ class HYFAModule(BaseModuleClass):
         target_mask = inference_outputs["target_mask"]
         n_donors = target_mask.shape[0]
         donor_row, _, x = self._targets(tensors, target_mask)
-        nll = -generative_outputs["px"].log_prob(x).mean(dim=-1)
+        px = generative_outputs["px"]
+        if self.counts:
+            nll = -px.log_prob(x).mean(dim=-1)
+        else:  # the same function as -px.log_prob(x).mean(-1), in a third of the passes over the genes
+            from hyfa.nn import gaussian_nll
+
+            nll = gaussian_nll(x, px.loc, px.scale)
         if self.counts:
             library_nll = -generative_outputs["log_library"].log_prob(log_library(x.sum(dim=-1)))
             nll = nll + library_nll / self.n_genes

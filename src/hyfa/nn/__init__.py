@@ -4,6 +4,7 @@ from ._decoders import CountDecoder, GaussianDecoder, count_distribution, count_
 from ._encoder import MetageneEncoder
 from ._hyperedge_predictor import HyperedgePredictor
 from ._hypergraph_conv import HypergraphAttentionConv
+from ._kernels import gaussian_nll
 from ._mlp import MLP, FactorizedInput, hidden_block
 from ._signature_head import CellTypeSignatureHead
 
@@ -17,6 +18,7 @@ __all__ = [
     "GaussianDecoder",
     "HyperedgePredictor",
     "HypergraphAttentionConv",
+    "gaussian_nll",
     "MLP",
     "MetageneEncoder",
     "hidden_block",
