@@ -351,6 +351,10 @@ def test_gaussian_nll_equals_the_normal_log_prob():
     expected = -torch.distributions.Normal(loc, scale).log_prob(x).mean(dim=-1)
     torch.testing.assert_close(kernels.gaussian_nll(x, loc, scale), expected)
     assert torch.autograd.gradcheck(lambda m, s: kernels.gaussian_nll(x, m, s), (loc, scale))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 under autocast, as log_prob of float32 x
+        low = kernels.gaussian_nll(x.float(), loc.bfloat16(), scale.bfloat16())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, expected.float(), atol=0.05, rtol=0.01)
 
 
 @pytest.mark.parametrize("activation", ["relu", None])

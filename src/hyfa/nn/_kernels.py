@@ -346,9 +346,10 @@ class _GaussianNLL(torch.autograd.Function):
     def forward(ctx, x, loc, scale):
         dtype = torch.promote_types(torch.promote_types(x.dtype, loc.dtype), torch.float32)
         x, loc_32, scale_32 = x.to(dtype), loc.to(dtype), scale.to(dtype)
-        z = torch.sub(x, loc_32).div_(scale_32)  # standardized residuals
-        n = x.shape[-1]
-        nll = torch.linalg.vecdot(z, z).mul_(0.5 / n).add_(scale_32.log().mean(dim=-1)).add_(HALF_LOG_2PI)
+        with torch.autocast(x.device.type, enabled=False):  # vecdot would run in bfloat16
+            z = torch.sub(x, loc_32).div_(scale_32)  # standardized residuals
+            n = x.shape[-1]
+            nll = torch.linalg.vecdot(z, z).mul_(0.5 / n).add_(scale_32.log().mean(dim=-1)).add_(HALF_LOG_2PI)
         ctx.save_for_backward(z, scale)
         return nll
 
