@@ -1,47 +1,61 @@
 """Training speed and memory of HYFA with the paper's hyperparameters, next to this machine's GEMM rate.
 
-Two cohorts, each trained in a child process (so that peak memory is its own):
+Three cohorts, each built and trained in a child process (so that peak memory is its own):
 
 - ``gtex``: the bundled GTEx v8 ACMG-59 data (834 donors, 49 tissues, 15,197 samples, 59 genes),
   normalized with ``hyfa.pp.normalize_gtex``, trained on the paper's 500 training donors;
+- ``gtex-scale``: whole-transcriptome scale, the paper's GTEx v8 shape: the bundled data's real
+  donor x tissue pattern (15,197 samples, 2-39 tissues per donor) and split, with 12,557 genes
+  (``--n-genes``) of random standard-normal (normalized) expression;
 - ``simulated``: a GTEx-shaped cohort from ``hyfa.data.simulate`` (834 donors, 49 tissues, about 18
-  tissues per donor, ``--n-genes`` genes), with 500 random training donors.
+  tissues per donor, ``--n-genes`` genes, 2,000 by default), with 500 random training donors.
 
 Every dimension is set explicitly to the paper's value (Viñas et al. 2023), whatever the package
-defaults, with 63 donors per batch. Reported per cohort: seconds per training epoch (validation
-excluded; the mean over epochs after the first), training samples (donor x tissue) per second, the
-part of the epoch spent outside the training steps (data loading, Lightning), peak resident memory,
-and FLOP rates: the model's (an analytic count of its matrix products, forward and backward, from
-the numbers of source and target samples actually drawn) and those of its encoder and decoder (timed
-alone at the training shapes), each as a fraction of what ``torch.matmul`` reaches here, measured in
-the same process at the encoder, decoder and message-MLP shapes. On shared machines the GEMM rate
-moves with the load, so compare runs by their fraction of it, or interleave them; there, one torch
-thread (``--threads 1``) can also be faster than several, which wait for each other.
+defaults, with 63 donors per batch. ``--precision`` trains in float32 (``fp32``), bfloat16 autocast
+(``bf16``: ``model.train(precision="bf16-mixed")``) or both, one after the other on the same data.
+Reported per cohort and precision: seconds per training epoch (validation excluded; the mean over
+epochs after the first), training samples (donor x tissue) per second, the part of the epoch spent
+outside the training steps (data loading, Lightning), the whole process's peak resident memory while
+training (data included; the setup's time and peak are reported apart), FLOP rates (the model's: an
+analytic count of its matrix products, forward and backward, from the numbers of source and target
+samples actually drawn; the encoder's and decoder's, timed alone at the training shapes), each as a
+fraction of what ``torch.matmul`` reaches here, measured in the same process at the encoder, decoder
+and message-MLP shapes, and the **GEMM floor**: the seconds per epoch that the encoder's forward and
+weight-gradient products and the decoder's forward and backward products (hidden layer and both gene
+layers) need at the ``torch.matmul`` rates of the same run, at the run's precision; message passing,
+the predictor, elementwise work and the optimizer count as zero. "floor %" is floor / epoch time.
 
-``--precision bf16`` trains with ``model.train(precision="bf16-mixed")`` (Lightning's bfloat16
-autocast), worthwhile on CPUs with AVX512-BF16 or AMX. ``--reuse-freed-memory`` keeps freed memory in
-the process (glibc's ``mallopt``) rather than mapping fresh pages for every large tensor.
+On shared machines the GEMM rate moves with the load, so compare runs by their fraction of it, or
+interleave them; there, one torch thread (``--threads 1``) can also be faster than several, which
+wait for each other. ``--reuse-freed-memory`` keeps freed memory in the process (glibc's
+``mallopt``) rather than mapping fresh pages for every large tensor.
 
 Examples
 --------
-    python benchmarks/train_speed.py                      # both cohorts, 2 epochs, fp32
-    python benchmarks/train_speed.py --precision bf16     # bfloat16 autocast
-    python benchmarks/train_speed.py --cohort gtex --epochs 5 --threads 1
+    python benchmarks/train_speed.py                      # gtex and simulated, 2 epochs, fp32
+    python benchmarks/train_speed.py --cohort gtex-scale --precision both --threads 1
+    python benchmarks/train_speed.py --cohort gtex --epochs 5 --threads 1 --precision bf16
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import time
 import warnings
-from pathlib import Path
+
+from _measure import (
+    current_memory_gb,
+    epoch_timer,
+    median_time,
+    peak_memory_gb,
+    reset_peak_memory,
+    reuse_freed_memory,
+)
 
 #: The paper's hyperparameters (Viñas et al. 2023), set explicitly.
 PAPER_HYPERPARAMETERS = {
@@ -63,7 +77,9 @@ PAPER_HYPERPARAMETERS = {
 BATCH_SIZE = 63
 N_TRAIN_DONORS = 500
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
-COHORTS = ("gtex", "simulated")
+COHORTS = ("gtex", "simulated", "gtex-scale")
+#: Genes of the ``gtex-scale`` cohort: the paper's GTEx v8 set.
+GTEX_SCALE_GENES = 12_557
 RESULT_PREFIX = "RESULT "
 
 
@@ -76,8 +92,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--epochs", type=int, default=2, help="training epochs per cohort (the first is warm-up)"
     )
-    parser.add_argument("--n-genes", type=int, default=2000, help="genes of the simulated cohort")
-    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="training precision")
+    parser.add_argument(
+        "--n-genes",
+        type=int,
+        default=None,
+        help="genes of the simulated (2000) or gtex-scale (12,557) cohort",
+    )
+    parser.add_argument(
+        "--precision", choices=[*PRECISIONS, "both"], default="fp32", help="training precision(s)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument(
         "--reuse-freed-memory",
@@ -89,56 +112,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# -- process settings ---------------------------------------------------------------------------
-def reuse_freed_memory() -> bool:
-    """Ask glibc to keep freed memory, so that large tensors reuse pages instead of faulting in new ones.
-
-    Each large tensor is otherwise a fresh ``mmap``: its pages are faulted in and zeroed on
-    first use, which in virtual machines can cost more than the arithmetic done on them.
-    Returns whether the setting was applied (glibc only).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
-        libc.mallopt(m_trim_threshold, (1 << 31) - 1)
-    )
-
-
-def reset_peak_memory() -> bool:
-    """Reset the kernel's peak resident set size of this process (Linux); return whether it worked."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _status_gb(field: str) -> float | None:
-    """Return a memory field of ``/proc/self/status`` (e.g. ``"VmRSS"``) in GB, or ``None``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024 / 1e9
-    except OSError:
-        pass
-    return None
-
-
-def peak_memory_gb() -> float:
-    """Return this process's peak resident set size since the last reset, in GB (else its lifetime peak)."""
-    peak = _status_gb("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-
-
-def current_memory_gb() -> float:
-    """Return this process's resident set size in GB (``nan`` where unknown)."""
-    current = _status_gb("VmRSS")
-    return float("nan") if current is None else current
-
-
 # -- cohorts ------------------------------------------------------------------------------------
 def gtex_cohort():
     """Return the normalized GTEx ACMG-59 MuData with the paper's split in ``obs["split"]``."""
@@ -147,6 +120,33 @@ def gtex_cohort():
     mdata = hyfa.data.gtex_acmg59()
     hyfa.pp.normalize_gtex(mdata)
     hyfa.HYFA.setup_mudata(mdata, layer="normalized", gene_mask_key="common")
+    return mdata
+
+
+def gtex_scale_cohort(n_genes: int, seed: int):
+    """Return the bundled GTEx data's donor x tissue pattern filled with ``n_genes`` random normalized genes.
+
+    The 834 donors, 49 tissues and 15,197 samples (2-39 tissues per donor) and the paper's split of
+    ``hyfa.data.gtex_acmg59()``; every sample's expression is standard normal (float32).
+    """
+    import anndata as ad
+    import mudata as md
+    import numpy as np
+
+    import hyfa
+
+    pattern = hyfa.data.gtex_acmg59()
+    rng = np.random.default_rng(seed)
+    genes = [f"gene_{i}" for i in range(n_genes)]
+    tissues = {}
+    for name, tissue in pattern.mod.items():
+        x = rng.standard_normal((tissue.n_obs, n_genes), dtype=np.float32)
+        tissues[name] = ad.AnnData(X=x, obs=tissue.obs[[]].copy(), var={"gene": genes})
+        tissues[name].var_names = genes
+    mdata = md.MuData(tissues)
+    mdata.obs = mdata.obs.join(pattern.obs[["split"]])
+    del pattern
+    hyfa.HYFA.setup_mudata(mdata)
     return mdata
 
 
@@ -167,37 +167,7 @@ def simulated_cohort(n_genes: int, seed: int):
     return mdata
 
 
-# -- timing -------------------------------------------------------------------------------------
-def epoch_timer():
-    """Return a Lightning callback timing training epochs without validation, and their training steps."""
-    from lightning.pytorch.callbacks import Callback
-
-    class EpochTimer(Callback):
-        def __init__(self):
-            self.epochs, self.steps = [], []
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self._start, self._validation, self._step_total = time.perf_counter(), 0.0, 0.0
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._step_start = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self._step_total += time.perf_counter() - self._step_start
-
-        def on_validation_epoch_start(self, trainer, pl_module):
-            self._validation_start = time.perf_counter()
-
-        def on_validation_epoch_end(self, trainer, pl_module):
-            self._validation += time.perf_counter() - self._validation_start
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.epochs.append(time.perf_counter() - self._start - self._validation)
-            self.steps.append(self._step_total)
-
-    return EpochTimer()
-
-
+# -- timing ------------------------------------------------------------------------------------
 def record_sample_counts(module) -> list[tuple[int, int, int]]:
     """Record ``(donors, source samples, target samples)`` of every training minibatch ``module`` sees."""
     counts = []
@@ -212,17 +182,6 @@ def record_sample_counts(module) -> list[tuple[int, int, int]]:
 
     module._get_inference_input = recording
     return counts
-
-
-def median_time(function, repeats: int = 5) -> float:
-    """Return the median wall time of ``function()`` over ``repeats`` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def gemm_rate(m: int, k: int, n: int, dtype) -> float:
@@ -296,34 +255,58 @@ def part_rates(module, hp: dict, n_genes: int, n_sources: int, n_targets: int, p
 
 
 def matmul_rates(hp: dict, n_genes: int, n_sources: int, n_targets: int, dtype) -> dict:
-    """Return ``torch.matmul`` GFLOP/s at the encoder, decoder and message-MLP shapes."""
+    """Return ``torch.matmul`` GFLOP/s at the encoder, decoder (hidden and gene layers) and message-MLP shapes."""
     n_attr = hp["n_metagenes"] * hp["n_factors"]
     n_msg = hp["n_heads"] * hp["n_head_dim"]
     return {
         "encoder": gemm_rate(n_sources, n_genes, n_attr, dtype),
         "decoder": gemm_rate(n_targets, n_attr, hp["n_hidden_decoder"], dtype),
+        "decoder_genes": gemm_rate(n_targets, hp["n_hidden_decoder"], 2 * n_genes, dtype),
         "message": gemm_rate(n_sources * hp["n_metagenes"], hp["n_factors"], n_msg, dtype),
     }
 
 
-def run_cohort(cohort: str, args: argparse.Namespace) -> dict:
-    """Train one cohort and return its measurements."""
-    warnings.filterwarnings("ignore")
+def gemm_floor(hp: dict, n_genes: int, batches: list[tuple[int, int, int]], rates: dict) -> dict:
+    """Return the seconds per epoch that the encoder's and decoder's matrix products alone need.
+
+    Counted: the encoder's forward and weight-gradient products (its input needs no gradient) and
+    the decoder's forward and backward products (hidden layer and both gene layers, mean and
+    scale), each at the ``torch.matmul`` rate measured at its forward shape; everything else
+    (message passing, predictor, elementwise work, optimizer) counts as zero.
+    """
+    n_attr, n_hidden = hp["n_metagenes"] * hp["n_factors"], hp["n_hidden_decoder"]
+    encoder_s = decoder_s = 0.0
+    for _, n_sources, n_targets in batches:
+        encoder_s += 2 * (2 * n_sources * n_genes * n_attr) / (rates["encoder"] * 1e9)
+        decoder_s += 3 * (2 * n_targets * n_attr * n_hidden) / (rates["decoder"] * 1e9)
+        decoder_s += 3 * (2 * n_targets * n_hidden * 2 * n_genes) / (rates["decoder_genes"] * 1e9)
+    return {"encoder_s": encoder_s, "decoder_s": decoder_s, "floor_s": encoder_s + decoder_s}
+
+
+def build_cohort(cohort: str, args: argparse.Namespace):
+    """Return the registered MuData of ``cohort``."""
+    if cohort == "gtex":
+        return gtex_cohort()
+    if cohort == "gtex-scale":
+        return gtex_scale_cohort(args.n_genes or GTEX_SCALE_GENES, args.seed)
+    return simulated_cohort(args.n_genes or 2000, args.seed)
+
+
+def train_once(mdata, cohort: str, precision: str, args: argparse.Namespace) -> dict:
+    """Train a fresh model on ``mdata`` at ``precision`` and return its measurements."""
+    import gc
+
     import numpy as np
     import scvi
     import torch
 
     import hyfa
 
-    scvi.settings.verbosity = logging.WARNING
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    reused = reuse_freed_memory() if args.reuse_freed_memory else False
+    gc.collect()
     scvi.settings.seed = args.seed
-    mdata = gtex_cohort() if cohort == "gtex" else simulated_cohort(args.n_genes, args.seed)
     reset_peak_memory()
     before_training = current_memory_gb()
+    start = time.perf_counter()
     model = hyfa.HYFA(mdata, **PAPER_HYPERPARAMETERS)
     counts = record_sample_counts(model.module)
     timer = epoch_timer()
@@ -331,10 +314,11 @@ def run_cohort(cohort: str, args: argparse.Namespace) -> dict:
         max_epochs=args.epochs,
         split_key="split",
         batch_size=BATCH_SIZE,
-        precision=PRECISIONS[args.precision],
+        precision=PRECISIONS[precision],
         enable_progress_bar=False,
         callbacks=[timer],
     )
+    total_s = time.perf_counter() - start
     peak = peak_memory_gb()
     n_genes, n_tissues = model.module.n_genes, model.module.n_tissues
     first = 1 if len(timer.epochs) > 1 else 0  # the first epoch warms up
@@ -354,34 +338,59 @@ def run_cohort(cohort: str, args: argparse.Namespace) -> dict:
         name: matmul_rates(PAPER_HYPERPARAMETERS, n_genes, mean_sources, mean_targets, d)
         for name, d in dtypes.items()
     }
-    parts = part_rates(
-        model.module, PAPER_HYPERPARAMETERS, n_genes, mean_sources, mean_targets, args.precision
-    )
+    floors = {
+        name: gemm_floor(PAPER_HYPERPARAMETERS, n_genes, counts[:n_batches], rate)
+        for name, rate in rates.items()
+    }
+    parts = part_rates(model.module, PAPER_HYPERPARAMETERS, n_genes, mean_sources, mean_targets, precision)
+    del model
     return {
         "cohort": cohort,
         "genes": n_genes,
-        "precision": args.precision,
+        "precision": precision,
         "threads": torch.get_num_threads(),
-        "reuse_freed_memory": reused,
+        "reuse_freed_memory": args.reuse_freed_memory,
         "epochs": args.epochs,
+        "train_s": total_s,
         "batches_per_epoch": n_batches,
         "samples_per_epoch": samples,
         "s_per_epoch": epoch_s,
+        "epoch_s": timer.epochs,
         "outside_steps_s": outside_s,
         "samples_per_s": samples / epoch_s,
         "peak_rss_gb": peak,
         "rss_before_training_gb": before_training,
         "model_gflops_per_s": flops / epoch_s / 1e9,
         "matmul_gflops_per_s": rates,
+        "gemm_floor": floors,
         "part_gflops_per_s": parts,
         "mean_sources_per_batch": mean_sources,
         "mean_targets_per_batch": mean_targets,
     }
 
 
+def run_cohort(cohort: str, args: argparse.Namespace) -> list[dict]:
+    """Build one cohort, train it at each requested precision and return the measurements."""
+    warnings.filterwarnings("ignore")
+    import scvi
+    import torch
+
+    scvi.settings.verbosity = logging.WARNING
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        args.reuse_freed_memory = reuse_freed_memory()
+    start = time.perf_counter()
+    mdata = build_cohort(cohort, args)
+    setup = {"setup_s": time.perf_counter() - start, "setup_peak_rss_gb": peak_memory_gb()}
+    precisions = list(PRECISIONS) if args.precision == "both" else [args.precision]
+    return [{**train_once(mdata, cohort, p, args), **setup} for p in precisions]
+
+
 # -- report -------------------------------------------------------------------------------------
-def run_child(cohort: str, argv: list[str]) -> dict:
-    """Run one cohort in a child process and return its result."""
+def run_child(cohort: str, argv: list[str]) -> list[dict]:
+    """Run one cohort in a child process and return its results."""
     command = [sys.executable, __file__, *argv, "--child", cohort]
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
     for line in completed.stdout.splitlines():
@@ -391,39 +400,61 @@ def run_child(cohort: str, argv: list[str]) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    """Print the measurements of each cohort."""
-    compute = results[0]["precision"]
+    """Print the measurements of each cohort and precision."""
     header = (
         f"{'cohort':10} {'genes':>6} {'prec':>5} {'thr':>4} {'s/epoch':>8} {'outside':>8} {'samples/s':>10} "
-        f"{'peak GB':>8} {'+train':>7} {'model GF/s':>11} {'% msg GEMM':>10} {'enc %':>6} {'dec %':>6}"
+        f"{'peak GB':>8} {'+train':>7} {'model GF/s':>11} {'% msg GEMM':>10} {'enc %':>6} {'dec %':>6} "
+        f"{'floor s':>8} {'floor %':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in results:
-        rate = r["matmul_gflops_per_s"][compute]
+        rate = r["matmul_gflops_per_s"][r["precision"]]
+        floor = r["gemm_floor"][r["precision"]]["floor_s"]
         print(
             f"{r['cohort']:10} {r['genes']:>6} {r['precision']:>5} {r['threads']:>4} {r['s_per_epoch']:>8.2f} "
             f"{r['outside_steps_s']:>8.2f} {r['samples_per_s']:>10.0f} {r['peak_rss_gb']:>8.2f} "
             f"{r['peak_rss_gb'] - r['rss_before_training_gb']:>7.2f} "
             f"{r['model_gflops_per_s']:>11.1f} {100 * r['model_gflops_per_s'] / rate['message']:>9.0f}% "
             f"{100 * r['part_gflops_per_s']['encoder'] / rate['encoder']:>5.0f}% "
-            f"{100 * r['part_gflops_per_s']['decoder'] / rate['decoder']:>5.0f}%"
+            f"{100 * r['part_gflops_per_s']['decoder'] / rate['decoder']:>5.0f}% "
+            f"{floor:>8.2f} {100 * floor / r['s_per_epoch']:>7.0f}%"
         )
-    print("\ntorch.matmul GFLOP/s measured in each run (encoder / decoder / message-MLP shapes):")
+    by_cohort = {}
+    for r in results:
+        by_cohort.setdefault(r["cohort"], {})[r["precision"]] = r
+    for cohort, runs in by_cohort.items():
+        if len(runs) == 2:
+            speedup = runs["fp32"]["s_per_epoch"] / runs["bf16"]["s_per_epoch"]
+            print(f"\n{cohort}: bf16-mixed is {speedup:.2f}x the fp32 speed")
+        setup = next(iter(runs.values()))
+        print(
+            f"{cohort}: setup {setup['setup_s']:.0f} s, peak RSS during setup {setup['setup_peak_rss_gb']:.2f} GB"
+        )
+    print(
+        "\ntorch.matmul GFLOP/s measured in each run (encoder / decoder hidden / decoder genes / message-MLP):"
+    )
     for r in results:
         for dtype, rates in r["matmul_gflops_per_s"].items():
-            shapes = " / ".join(f"{rates[k]:.0f}" for k in ("encoder", "decoder", "message"))
-            print(f"  {r['cohort']:10} {dtype}: {shapes}")
+            shapes = " / ".join(f"{rates[k]:.0f}" for k in ("encoder", "decoder", "decoder_genes", "message"))
+            print(f"  {r['cohort']:10} {r['precision']} run, {dtype}: {shapes}")
         parts = r["part_gflops_per_s"]
         print(
-            f"  {r['cohort']:10} encoder / decoder reach {parts['encoder']:.0f} / {parts['decoder']:.0f} GFLOP/s"
+            f"  {r['cohort']:10} {r['precision']} run: encoder / decoder reach "
+            f"{parts['encoder']:.0f} / {parts['decoder']:.0f} GFLOP/s; epochs "
+            + ", ".join(f"{e:.2f}" for e in r["epoch_s"])
+            + " s"
         )
     print(
         "\ns/epoch: training epoch without validation (mean after the first); outside: part of it spent "
-        "outside the training steps (data loading, Lightning); peak GB: peak resident memory while training "
-        "(data included), +train: its rise over the memory held before; % msg GEMM: the model's FLOP rate as a "
-        "fraction of torch.matmul at the message-MLP shape; enc % / dec %: the encoder's and decoder's "
-        "rates alone (forward + backward) as fractions of torch.matmul at their shapes."
+        "outside the training steps (data loading, Lightning); peak GB: whole-process peak resident memory "
+        "while training (data included), +train: its rise over the memory held before; % msg GEMM: the "
+        "model's FLOP rate as a fraction of torch.matmul at the message-MLP shape; enc % / dec %: the "
+        "encoder's and decoder's rates alone (forward + backward) as fractions of torch.matmul at their "
+        "shapes; floor s: the GEMM floor, the seconds per epoch of the encoder's forward and "
+        "weight-gradient products and the decoder's forward and backward products (hidden and both gene "
+        "layers) at the torch.matmul rates measured in the same run (at the run's precision); floor %: "
+        "floor s / s per epoch."
     )
 
 
@@ -434,11 +465,11 @@ def main(argv=None) -> None:
     if args.child:
         print(RESULT_PREFIX + json.dumps(run_cohort(args.child, args)), flush=True)
         return
-    cohorts = COHORTS if args.cohort == "both" else (args.cohort,)
+    cohorts = COHORTS[:2] if args.cohort == "both" else (args.cohort,)
     results = []
     for cohort in cohorts:
         start = time.perf_counter()
-        results.append(run_child(cohort, argv))
+        results += run_child(cohort, argv)
         print(f"[{cohort}: {time.perf_counter() - start:.0f} s]", flush=True)
     print_table(results)
 
