@@ -98,10 +98,20 @@ def test_prediction_arguments(unpaired):
         for d in mdata.obs_names
         if d in set(mdata.mod["tissue_0"].obs_names) and d not in set(mdata.mod["tissue_1"].obs_names)
     ]
-    with pytest.raises(ValueError, match=f"donors have none of the source tissues.*{only_t0[0]}"):
+    with pytest.raises(ValueError, match="No donor has any of the source tissues tissue_0, tissue_1 for"):
         model.get_imputed_expression(
             target_tissues="tissue_0", source_tissues=["tissue_0", "tissue_1"], donors=only_t0
         )
+    # some donors without a usable source: skipped by name, the others predicted
+    with_t1 = [d for d in mdata.obs_names if d in set(mdata.mod["tissue_1"].obs_names)][:3]
+    with pytest.warns(UserWarning, match=f"Skipping {len(only_t0)} donors .*{only_t0[0]}"):
+        pred = model.get_imputed_expression(
+            target_tissues="tissue_0", source_tissues=["tissue_0", "tissue_1"], donors=only_t0 + with_t1
+        )
+    assert list(pred.obs_names) == with_t1
+    for empty in ("source_tissues", "target_tissues"):
+        with pytest.raises(ValueError, match=f"{empty} is empty"):
+            model.get_imputed_expression(**{empty: []})
     with pytest.raises(KeyError, match="split_key 'fold'"):
         model.train(max_epochs=1, split_key="fold")
     with pytest.raises(ValueError, match="Unknown training donors"):

@@ -4,11 +4,10 @@ import copy
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hyfa_testing import TINY, make_unpaired_mudata
 
 import hyfa
-from hyfa._constants import EXPRESSION_OBSM_KEY, INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS
+from hyfa._constants import SAMPLES_OBSM_KEY, INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS
 
 
 def _check_rows(tensors, mdata, table, tissues, genes):
@@ -81,11 +80,14 @@ def test_registration_writes_only_documented_keys(unpaired):
         assert adata.obs_names.equals(before[t].obs_names)
         assert adata.var.equals(before[t].var)
     assert set(mdata.obs.columns) - obs_cols == {INDICES_OBS_KEY}
-    assert set(mdata.obsm.keys()) - obsm_keys == {EXPRESSION_OBSM_KEY, OBSERVED_OBSM_KEY}
-    assert sp.issparse(mdata.obsm[EXPRESSION_OBSM_KEY])
-    # sparse padding: stored entries are exactly the observed samples
-    n_genes = mdata.mod["tissue_0"].n_vars
-    assert mdata.obsm[EXPRESSION_OBSM_KEY].nnz <= sum(a.n_obs for a in mdata.mod.values()) * n_genes
+    assert set(mdata.obsm.keys()) - obsm_keys == {SAMPLES_OBSM_KEY, OBSERVED_OBSM_KEY}
+    # no copy of the expression: the registered table points at each donor's row in each tissue
+    rows = np.asarray(mdata.obsm[SAMPLES_OBSM_KEY])
+    assert rows.shape == (mdata.n_obs, len(mdata.mod)) and rows.dtype == np.int32
+    for k, (tissue, adata) in enumerate(mdata.mod.items()):
+        present = rows[:, k] >= 0
+        assert list(mdata.obs_names[present][np.argsort(rows[present, k])]) == list(adata.obs_names), tissue
+    assert (rows >= 0).sum() == sum(a.n_obs for a in mdata.mod.values())
 
 
 def test_setup_anndata_is_not_supported(unpaired):
@@ -113,7 +115,7 @@ def test_new_mudata_is_stacked_by_name(unpaired):
     donors = list(full.obs_names[::-1])
     pred = model.get_imputed_expression(new, target_tissues="tissue_3", donors=donors)
     np.testing.assert_allclose(pred[full.obs_names].X, full.X, rtol=1e-5, atol=1e-6)
-    assert EXPRESSION_OBSM_KEY in new.obsm  # replayed by the field's pre-register hook
+    assert SAMPLES_OBSM_KEY in new.obsm  # replayed by the field's pre-register hook
 
 
 def _donors_with(mdata, tissues, any_of=False):

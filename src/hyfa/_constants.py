@@ -14,8 +14,8 @@ class _RegistryKeys(NamedTuple):
 #: Keys under which registered data reach the module through minibatches.
 REGISTRY_KEYS = _RegistryKeys()
 
-#: ``mdata.obsm`` entry: donors x (tissues * genes) expression, sparse, aligned to ``mdata.obs_names``.
-EXPRESSION_OBSM_KEY = "_hyfa_expression"
+#: ``mdata.obsm`` entry: donors x tissues int32, the row of the donor's sample in each tissue (-1: none).
+SAMPLES_OBSM_KEY = "_hyfa_samples"
 #: ``mdata.obsm`` entry: donors x tissues, 1.0 where the donor has a sample of the tissue.
 OBSERVED_OBSM_KEY = "_hyfa_observed"
 #: ``mdata.obs`` column: the donor's row position, used to fix validation masks by donor.

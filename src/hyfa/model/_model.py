@@ -7,11 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from anndata import AnnData
 from mudata import MuData
-from scipy import sparse
-from scvi.data import AnnDataManager
 from scvi.data.fields import MuDataCategoricalJointObsField, MuDataNumericalJointObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
@@ -19,15 +15,18 @@ from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
 from hyfa._utils import as_list as _as_list
 from hyfa.module import HYFAModule
 from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
-from hyfa.nn import count_distribution, count_variance, predicted_library
 
+from ._imputation import ImputationMixin
 from ._registration import _preview, check_counts, resolve_genes, resolve_tissues
 from ._scvi_internals import (
     VALIDATION_CHECKS,
     DonorIndicesField,
+    HYFADataManager,
     ObservedTissuesField,
-    TissueExpressionField,
+    SampleRowsField,
     registered_tissues_and_genes,
+    sample_rows_of,
+    tissue_blocks,
 )
 from ._signatures import CellTypeSignatureMixin
 
@@ -48,7 +47,7 @@ def _check_covariates(mdata: MuData, keys: Sequence[str] | None, kind: str) -> N
             raise ValueError(f"Continuous covariate {key!r} holds infinite values.")
 
 
-class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class HYFA(ImputationMixin, CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Hypergraph factorization for multi-tissue gene expression imputation :cite:p:`Vinas2023`.
 
     Each donor is a node of a hypergraph whose hyperedges join the donor, a tissue it gave and a
@@ -156,7 +155,7 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
         tissues, genes = registered_tissues_and_genes(self.adata_manager)
         log_library = {}
         if gene_likelihood != "normal":
-            check_counts(self.adata, tissues, genes, self.adata_manager.registry["setup_args"].get("layer"))
+            check_counts(tissue_blocks(self.adata_manager), genes)
             log_library = self._log_library_stats()
         n_cats_per_cov = (
             self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
@@ -200,31 +199,28 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
     def _log_count_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Return per-(tissue, gene) mean and sd of ``log1p`` counts per 10,000 over the registered samples."""
-        x = sparse.csr_matrix(self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY))
-        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0
-        n_tissues, n_genes = observed.shape[1], x.shape[1] // observed.shape[1]
-        loc, scale = np.zeros((n_tissues, n_genes)), np.ones((n_tissues, n_genes))
-        for t in range(n_tissues):
-            rows = np.flatnonzero(observed[:, t])
-            if len(rows) == 0:
+        blocks, rows = tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
+        loc, scale = np.zeros((rows.shape[1], blocks.n_genes)), np.ones((rows.shape[1], blocks.n_genes))
+        for t in range(rows.shape[1]):
+            samples = np.sort(rows[rows[:, t] >= 0, t])
+            if len(samples) == 0:
                 continue
-            block = np.asarray(x[rows][:, t * n_genes : (t + 1) * n_genes].todense(), dtype=np.float64)
-            logged = np.log1p(
-                block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
-            )
+            block = blocks.values(t, samples).astype(np.float64)
+            logged = np.log1p(block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0)))
             loc[t] = logged.mean(axis=0)
-            if len(rows) > 1:
+            if len(samples) > 1:
                 scale[t] = logged.std(axis=0)
         return loc, scale
 
     def _log_library_stats(self) -> dict[str, float]:
         """Return the mean and sd of the log total counts of all registered samples (init of the library model)."""
-        x = self.adata_manager.get_from_registry(REGISTRY_KEYS.X_KEY)
-        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0
-        n_tissues = observed.shape[1]
-        block = sparse.kron(sparse.identity(n_tissues), np.ones((x.shape[1] // n_tissues, 1)), format="csr")
-        totals = np.asarray((sparse.csr_matrix(x) @ block).todense())  # donors x tissues
-        logs = np.log(np.maximum(totals[observed], 1.0))
+        blocks, rows = tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
+        totals = [
+            blocks.values(t, np.sort(rows[rows[:, t] >= 0, t])).sum(axis=1, dtype=np.float64)
+            for t in range(rows.shape[1])
+            if (rows[:, t] >= 0).any()
+        ]
+        logs = np.log(np.maximum(np.concatenate(totals), 1.0))
         return {
             "log_library_mean": float(logs.mean()),
             "log_library_sd": float(logs.std()) if len(logs) > 1 else 1.0,
@@ -254,8 +250,9 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
 
         Donors are matched across tissues by name: each tissue may hold any subset of
         ``mdata.obs_names`` in any order. Registration writes, and documents, only these entries
-        of ``mdata``: ``obsm["_hyfa_expression"]`` (sparse donors x tissues*genes expression,
-        aligned to ``obs_names``), ``obsm["_hyfa_observed"]`` (donors x tissues mask),
+        of ``mdata``: ``obsm["_hyfa_samples"]`` (donors x tissues, the row of each donor's sample in
+        each tissue, -1 where absent; the expression itself is read from the tissues, never
+        copied), ``obsm["_hyfa_observed"]`` (donors x tissues mask),
         ``obs["_indices"]``, scvi-tools' ``uns["_scvi_uuid"]`` / ``uns["_scvi_manager_uuid"]``
         and, with covariates, ``obsm["_scvi_extra_categorical_covs"]`` /
         ``obsm["_scvi_extra_continuous_covs"]``. They are rebuilt whenever the model meets new
@@ -297,7 +294,7 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
             "all_modalities": tissues is None,
         }
         fields = [
-            TissueExpressionField(REGISTRY_KEYS.X_KEY, **field_args),
+            SampleRowsField(REGISTRY_KEYS.X_KEY, **field_args),
             ObservedTissuesField(REGISTRY_KEYS.OBSERVED_KEY, **field_args),
             DonorIndicesField(REGISTRY_KEYS.INDICES_KEY, INDICES_OBS_KEY, mod_key=None),
             MuDataCategoricalJointObsField(
@@ -307,7 +304,7 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=None
             ),
         ]
-        adata_manager = AnnDataManager(
+        adata_manager = HYFADataManager(
             fields=fields, setup_method_args=setup_method_args, validation_checks=VALIDATION_CHECKS
         )
         adata_manager.register_fields(mdata, **kwargs)
@@ -455,272 +452,3 @@ class HYFA(CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(f"Donors both in training and validation: {_preview(mdata.obs_names[overlap])}.")
         test = np.setdiff1d(np.arange(mdata.n_obs), np.concatenate([train, val]))
         return [train, val, test]
-
-    # -- predictions --------------------------------------------------------------------------
-    def _check_tissues(self, names: Sequence[str], what: str) -> list[int]:
-        unknown = [t for t in names if t not in self.tissues]
-        if unknown:
-            raise ValueError(
-                f"Unknown {what} {_preview(unknown)}; the model knows {_preview(self.tissues, 60)}."
-            )
-        return [self.tissues.index(t) for t in names]
-
-    def _source_masks(self, observed: np.ndarray, source_idx, target_idx, exclude_target, donor_names):
-        """Return a boolean source mask per target tissue, raising for donors without sources."""
-        masks = {}
-        for t in target_idx:
-            allowed = np.zeros(observed.shape[1], dtype=bool)
-            allowed[source_idx] = True
-            if exclude_target:
-                allowed[t] = False
-            mask = (observed > 0) & allowed[None, :]
-            lacking = np.flatnonzero(~mask.any(axis=1))
-            if len(lacking):
-                raise ValueError(
-                    f"{len(lacking)} donors have none of the source tissues for target {self.tissues[t]!r}: "
-                    f"{_preview(np.asarray(donor_names)[lacking])}. Pass donors=... or other source_tissues."
-                )
-            masks[t] = mask
-        return masks
-
-    def _batches(self, mdata: MuData, indices: np.ndarray, batch_size: int | None):
-        loader = self._make_data_loader(adata=mdata, indices=indices, batch_size=batch_size, shuffle=False)
-        start = 0
-        for tensors in loader:
-            n = tensors[REGISTRY_KEYS.X_KEY].shape[0]
-            yield slice(start, start + n), tensors
-            start += n
-
-    def _embed(self, tensors: dict, source_mask: np.ndarray) -> torch.Tensor:
-        device = self.module.device
-        return self.module.inference(
-            x=tensors[REGISTRY_KEYS.X_KEY].to(device),
-            source_mask=torch.as_tensor(source_mask, device=device),
-            cat_covs=tensors.get(REGISTRY_KEYS.CAT_COVS_KEY),
-            cont_covs=tensors.get(REGISTRY_KEYS.CONT_COVS_KEY),
-        )["donor"]
-
-    def _prepare(self, mdata, donors, source_tissues, target_tissues, exclude_target):
-        mdata = self._validate_anndata(mdata)
-        manager = self.get_anndata_manager(mdata, required=True)
-        indices = np.arange(mdata.n_obs) if donors is None else self._donor_indices(mdata, donors)
-        donor_names = mdata.obs_names[indices]
-        observed = np.asarray(manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[indices]
-        source_idx = self._check_tissues(_as_list(source_tissues) or self.tissues, "source tissues")
-        target_idx = self._check_tissues(target_tissues, "target tissues")
-        masks = self._source_masks(observed, source_idx, target_idx, exclude_target, donor_names)
-        return mdata, indices, donor_names, masks
-
-    @torch.inference_mode()
-    def get_imputed_expression(
-        self,
-        mdata: MuData | None = None,
-        target_tissues: str | Sequence[str] | None = None,
-        source_tissues: Sequence[str] | None = None,
-        donors: Sequence[str] | None = None,
-        exclude_target: bool = True,
-        n_samples: int = 1,
-        return_samples: bool = False,
-        batch_size: int | None = None,
-        library_size: str | float = "latent",
-    ) -> AnnData | MuData | tuple[AnnData, np.ndarray] | tuple[MuData, dict[str, np.ndarray]]:
-        """Return each donor's predicted expression in the target tissues.
-
-        The donor embedding comes from the donor's source tissues: those in ``source_tissues``
-        (default: all) that the donor gave, never the target itself when ``exclude_target``.
-        Donors unseen in training work the same way.
-
-        Parameters
-        ----------
-        mdata
-            Data to predict from; ``None`` uses the registered MuData. New data are registered
-            against the model's tissues and genes.
-        target_tissues
-            One tissue (returns an AnnData) or several (returns a MuData); ``None`` means all.
-        source_tissues
-            Tissues the donor embedding may use.
-        donors
-            Donor names (default: every donor of ``mdata``).
-        exclude_target
-            Never use the target tissue as a source.
-        n_samples
-            Draws from the predictive distribution; with ``n_samples > 1``, ``X`` is their mean.
-        return_samples
-            Also return the draws, ``(n_samples, n_donors, n_genes)`` per target.
-        batch_size
-            Donors per minibatch.
-        library_size
-            Count likelihoods only. ``"latent"``: the library size the model predicts for the
-            target (the mean of its log-normal, or draws from it with ``n_samples > 1``);
-            ``"observed"``: the target's observed total counts (every donor must have the
-            target, and ``exclude_target`` still keeps it out of the sources); a number: that
-            library for every donor (e.g. ``1e4`` for counts per 10,000, or ``1`` for
-            proportions).
-
-        Returns
-        -------
-        One AnnData per target tissue: obs = donors (with the donor-level columns of
-        ``mdata.obs``), var = genes, ``X`` = predicted mean, ``layers["sd"]`` = predictive standard
-        deviation (for counts, given the library size), ``uns["hyfa"]`` = the tissues used and,
-        for counts, ``obs["library_size"]`` = the library size of each prediction. With ``return_samples``, a tuple of that and
-        the draws (an array, or a dict of arrays by tissue).
-        """
-        single = isinstance(target_tissues, str)
-        targets = _as_list(target_tissues) or self.tissues
-        if n_samples < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
-        self._check_library_size(library_size)
-        mdata, indices, donor_names, masks = self._prepare(
-            mdata, donors, source_tissues, targets, exclude_target
-        )
-        if library_size == "observed":
-            self._check_observed_targets(mdata, indices, donor_names, masks)
-        self.module.eval()
-        n_genes = len(self.genes)
-        means = {t: np.empty((len(indices), n_genes), np.float32) for t in masks}
-        sds = {t: np.empty((len(indices), n_genes), np.float32) for t in masks}
-        libraries = {t: np.empty(len(indices), np.float32) for t in masks}
-        sample = return_samples or n_samples > 1
-        draws = {t: np.empty((n_samples, len(indices), n_genes), np.float32) for t in masks} if sample else {}
-        for rows, tensors in self._batches(mdata, indices, batch_size):
-            for t, mask in masks.items():
-                h = self._embed(tensors, mask[rows])
-                tissue_index = torch.full((h.shape[0],), t, device=h.device)
-                if not self.module.counts:
-                    px = self.module.generative(h, tissue_index)["px"]
-                    means[t][rows] = px.mean.cpu().numpy()
-                    sds[t][rows] = px.stddev.cpu().numpy()
-                    if sample:
-                        draws[t][:, rows] = px.sample((n_samples,)).cpu().numpy()
-                    continue
-                library = self._library(tensors, t, library_size, h.shape[0])
-                out = self.module.generative(h, tissue_index, library=library)
-                px = out["px"]
-                libraries[t][rows] = (
-                    library if library is not None else predicted_library(out["log_library"])
-                ).cpu()
-                means[t][rows] = px.mean.cpu().numpy()
-                sds[t][rows] = count_variance(px).sqrt().cpu().numpy()
-                if sample:
-                    draws[t][:, rows] = self._sample_counts(out, library, n_samples).cpu().numpy()
-        obs = self._donor_obs(mdata, donor_names)
-        adatas = {}
-        for t in masks:
-            name = self.tissues[t]
-            X = draws[t].mean(axis=0) if n_samples > 1 else means[t]
-            var = (
-                mdata.mod[name].var.loc[self.genes].copy()
-                if name in mdata.mod
-                else pd.DataFrame(index=self.genes)
-            )
-            adatas[name] = AnnData(X=X, obs=obs.copy(), var=var, layers={"sd": sds[t]})
-            if self.module.counts:
-                adatas[name].obs["library_size"] = libraries[t]
-            used = [self.tissues[k] for k in np.flatnonzero(masks[t].any(axis=0))]
-            adatas[name].uns["hyfa"] = {
-                "target_tissue": name,
-                "source_tissues": used,
-                "exclude_target": exclude_target,
-            }
-        result = adatas[targets[0]] if single else MuData(adatas)
-        if not return_samples:
-            return result
-        samples = {self.tissues[t]: draws[t] for t in masks}
-        return (result, samples[targets[0]]) if single else (result, samples)
-
-    def _check_library_size(self, library_size) -> None:
-        if isinstance(library_size, str):
-            if library_size not in ("latent", "observed"):
-                raise ValueError(
-                    f"library_size must be 'latent', 'observed' or a number, got {library_size!r}."
-                )
-        elif not (np.isscalar(library_size) and np.isfinite(library_size) and library_size > 0):
-            raise ValueError(
-                f"library_size must be 'latent', 'observed' or a positive number, got {library_size!r}."
-            )
-        if library_size != "latent" and not self.module.counts:
-            raise ValueError(
-                "library_size applies to count likelihoods ('nb', 'zinb'); this model's gene_likelihood is "
-                f"{self.module.gene_likelihood!r}."
-            )
-
-    def _check_observed_targets(self, mdata, indices, donor_names, masks) -> None:
-        observed = np.asarray(self.get_anndata_manager(mdata).get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))
-        for t in masks:
-            lacking = np.flatnonzero(observed[indices, t] == 0)
-            if len(lacking):
-                raise ValueError(
-                    f"library_size='observed' needs the observed target, but {len(lacking)} donors lack "
-                    f"{self.tissues[t]!r}: {_preview(np.asarray(donor_names)[lacking])}. Use library_size='latent'."
-                )
-
-    def _library(self, tensors: dict, t: int, library_size, n: int) -> torch.Tensor | None:
-        """Return the library sizes of a minibatch's predictions of tissue ``t`` (``None``: predicted)."""
-        device = self.module.device
-        if library_size == "latent":
-            return None
-        if library_size == "observed":
-            x = tensors[REGISTRY_KEYS.X_KEY].to(device).view(n, len(self.tissues), len(self.genes))
-            return x[:, t].sum(dim=-1)
-        return torch.full((n,), float(library_size), device=device)
-
-    @staticmethod
-    def _sample_counts(out: dict, library: torch.Tensor | None, n_samples: int) -> torch.Tensor:
-        """Return ``(n_samples, n, n_genes)`` draws, each with a library drawn from its log-normal when ``None``."""
-        px = out["px"]
-        if library is not None:
-            return px.sample((n_samples,))
-        zi_logits = getattr(px, "zi_logits", None)
-        draws = [
-            count_distribution(
-                out["proportions"], px.theta, zi_logits, torch.exp(out["log_library"].sample())
-            ).sample()
-            for _ in range(n_samples)
-        ]
-        return torch.stack(draws)
-
-    @staticmethod
-    def _donor_obs(mdata: MuData, donor_names: pd.Index) -> pd.DataFrame:
-        columns = [c for c in mdata.obs.columns if ":" not in c and not c.startswith("_")]
-        return mdata.obs.loc[donor_names, columns].copy()
-
-    @torch.inference_mode()
-    def get_latent_representation(
-        self,
-        mdata: MuData | None = None,
-        kind: str = "donor",
-        donors: Sequence[str] | None = None,
-        source_tissues: Sequence[str] | None = None,
-        batch_size: int | None = None,
-    ) -> np.ndarray:
-        """Return learned embeddings.
-
-        Parameters
-        ----------
-        mdata
-            Data to embed donors from; ``None`` uses the registered MuData.
-        kind
-            ``"donor"``: ``(n_donors, n_donor_latent)`` embeddings after message passing over the
-            donors' ``source_tissues`` (ready for ``adata.obsm``); ``"tissue"``: ``(n_tissues,
-            n_tissue_latent)`` in :attr:`tissues` order; ``"metagene"``: ``(n_metagenes,
-            n_metagene_latent)``.
-        donors
-            Donor names (``kind="donor"``); default every donor.
-        source_tissues
-            Tissues the donor embeddings may use (default all).
-        batch_size
-            Donors per minibatch.
-        """
-        if kind == "tissue":
-            return self.module.tissue_embedding.detach().cpu().numpy().copy()
-        if kind == "metagene":
-            return self.module.metagene_embedding.detach().cpu().numpy().copy()
-        if kind != "donor":
-            raise ValueError(f"kind must be 'donor', 'tissue' or 'metagene', got {kind!r}.")
-        mdata, indices, _, masks = self._prepare(mdata, donors, source_tissues, [self.tissues[0]], False)
-        mask = next(iter(masks.values()))
-        self.module.eval()
-        out = np.empty((len(indices), self.module.n_donor_latent), np.float32)
-        for rows, tensors in self._batches(mdata, indices, batch_size):
-            out[rows] = self._embed(tensors, mask[rows]).cpu().numpy()
-        return out

@@ -1,8 +1,10 @@
-"""Checks a MuData of tissues and stacks it by donor name: the first arrow of the data path.
+"""Checks a MuData of tissues and aligns it by donor name: the first arrow of the data path.
 
-Each tissue (modality) lists its own donors in its own order. Stacking looks every donor up by
-name in ``mdata.obs_names`` and writes one sparse donors x (tissues * genes) matrix, so absent
-donor x tissue pairs cost nothing, plus a donors x tissues observation mask.
+Each tissue (modality) lists its own donors in its own order. Registration looks every donor up
+by name in ``mdata.obs_names`` and records, per donor and tissue, the row of the donor's sample in
+that tissue (:func:`sample_rows`). The expression itself is never copied into a stacked matrix:
+:class:`TissueBlocks` reads each minibatch's samples straight from the tissues' own matrices, so
+registering the whole transcriptome costs a donors x tissues integer table.
 """
 
 from __future__ import annotations
@@ -118,82 +120,139 @@ def resolve_genes(mdata: MuData, tissues: Sequence[str], gene_mask_key: str | No
     return genes
 
 
-def check_expression(mdata: MuData, tissues: Sequence[str], genes: Sequence[str], layer: str | None) -> None:
+
+#: Rows read at once when scanning a whole tissue (checks, statistics).
+_CHUNK_ROWS = 1024
+
+
+class TissueBlocks:
+    """Reads registered expression from each tissue's own matrix, genes in registered order, as float32.
+
+    Parameters
+    ----------
+    mdata
+        MuData with one modality per tissue.
+    tissues
+        Registered tissues; those absent from ``mdata`` have no samples.
+    genes
+        Registered genes, in model order.
+    layer
+        Layer holding the expression; ``None`` uses ``X``.
+    """
+
+    def __init__(self, mdata: MuData, tissues: Sequence[str], genes: Sequence[str], layer: str | None):
+        self.tissues = list(tissues)
+        self.n_genes = len(genes)
+        self.layer = layer
+        self._adatas, self._matrices, self._gene_index = [], [], []
+        for tissue in self.tissues:
+            adata = mdata.mod[tissue] if tissue in mdata.mod else None
+            self._adatas.append(adata)
+            if adata is None:
+                self._matrices.append(None)
+                self._gene_index.append(None)
+                continue
+            self._matrices.append(_tissue_matrix(mdata, tissue, layer))
+            index = adata.var_names.get_indexer(genes)
+            identity = len(index) == adata.n_vars and np.array_equal(index, np.arange(adata.n_vars))
+            self._gene_index.append(None if identity else index)
+
+    def values(self, k: int, rows: np.ndarray | slice) -> np.ndarray:
+        """Return ``(n_rows, n_genes)`` float32 expression of rows ``rows`` of tissue ``k``."""
+        matrix = self._matrices[k]
+        if isinstance(rows, np.ndarray) and len(rows) and np.all(np.diff(rows) == 1):
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)  # a contiguous block: a view, not a copy
+        block = matrix[rows]
+        if self._gene_index[k] is not None:
+            block = block[:, self._gene_index[k]]
+        block = block.toarray() if sparse.issparse(block) else np.asarray(block)
+        return block.astype(np.float32, copy=False)
+
+    def chunks(self, k: int):
+        """Yield ``(rows, values)`` over tissue ``k`` in blocks of rows (for checks and statistics)."""
+        n_obs = self._adatas[k].n_obs
+        for start in range(0, n_obs, _CHUNK_ROWS):
+            rows = np.arange(start, min(start + _CHUNK_ROWS, n_obs))
+            yield rows, self.values(k, rows)
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """Return the ``(n_donors, n_tissues * n_genes)`` minibatch of donors with sample rows ``rows``.
+
+        ``rows`` is a donors x tissues block of :func:`sample_rows`; block ``k`` of columns holds
+        tissue ``k``, zero where the donor has no sample.
+        """
+        rows = np.asarray(rows).astype(np.int64, copy=False)
+        n_genes = self.n_genes
+        out = np.zeros((rows.shape[0], len(self.tissues) * n_genes), dtype=np.float32)
+        for k in range(len(self.tissues)):
+            present = np.flatnonzero(rows[:, k] >= 0)
+            if len(present):
+                out[present, k * n_genes : (k + 1) * n_genes] = self.values(k, rows[present, k])
+        return out
+
+    def present(self) -> list[int]:
+        """Return the positions of the registered tissues that the MuData holds."""
+        return [k for k, adata in enumerate(self._adatas) if adata is not None]
+
+    def name(self, k: int, row: int) -> str:
+        """Return the donor name of row ``row`` of tissue ``k``."""
+        return str(self._adatas[k].obs_names[row])
+
+
+def _where(layer: str | None) -> str:
+    return "X" if layer is None else f"layer {layer!r}"
+
+
+def check_expression(blocks: TissueBlocks, genes: Sequence[str]) -> None:
     """Raise if the registered expression of any tissue holds NaN or infinite values, naming donors and genes."""
-    for tissue in tissues:
-        adata = mdata.mod[tissue]
-        matrix = _tissue_matrix(mdata, tissue, layer)
-        gene_idx = adata.var_names.get_indexer(genes)
-        values = matrix[:, gene_idx]
-        values = values.toarray() if sparse.issparse(values) else np.asarray(values)
-        bad = ~np.isfinite(values.astype(np.float64, copy=False))
-        if bad.any():
-            rows, cols = np.nonzero(bad)
-            pairs = [f"{adata.obs_names[r]}/{genes[c]}" for r, c in zip(rows[:5], cols[:5], strict=True)]
+    for k in blocks.present():
+        if np.issubdtype(getattr(blocks._matrices[k], "dtype", np.float32), np.integer):
+            continue
+        n_bad, examples = 0, []
+        for rows, values in blocks.chunks(k):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                n_bad += int(bad.sum())
+                r, c = np.nonzero(bad)
+                examples += [f"{blocks.name(k, rows[i])}/{genes[j]}" for i, j in zip(r[:5], c[:5], strict=True)]
+        if n_bad:
             raise ValueError(
-                f"Tissue {tissue!r} ({'X' if layer is None else f'layer {layer!r}'}) has {bad.sum()} NaN or "
-                f"infinite values, e.g. donor/gene {', '.join(pairs)}."
+                f"Tissue {blocks.tissues[k]!r} ({_where(blocks.layer)}) has {n_bad} NaN or infinite values, "
+                f"e.g. donor/gene {', '.join(examples[:5])}."
             )
 
 
-def check_counts(mdata: MuData, tissues: Sequence[str], genes: Sequence[str], layer: str | None) -> None:
+def check_counts(blocks: TissueBlocks, genes: Sequence[str]) -> None:
     """Raise if any tissue's registered expression holds negative or non-integer values, naming donors and genes."""
-    where = "X" if layer is None else f"layer {layer!r}"
-    for tissue in tissues:
-        if tissue not in mdata.mod:
-            continue
-        adata = mdata.mod[tissue]
-        values = _tissue_matrix(mdata, tissue, layer)[:, adata.var_names.get_indexer(genes)]
-        values = values.toarray() if sparse.issparse(values) else np.asarray(values)
-        values = values.astype(np.float64, copy=False)
-        for problem, bad in (("negative", values < 0), ("non-integer", values != np.round(values))):
-            if bad.any():
-                rows, cols = np.nonzero(bad)
-                examples = ", ".join(
-                    f"{adata.obs_names[r]}/{genes[c]} = {values[r, c]:g}"
-                    for r, c in zip(rows[:5], cols[:5], strict=True)
-                )
-                raise ValueError(
-                    f"gene_likelihood 'nb'/'zinb' models raw counts, but tissue {tissue!r} ({where}) has "
-                    f"{bad.sum()} {problem} values, e.g. donor/gene {examples}. Register the raw counts "
-                    "(layer=...) or use gene_likelihood='normal' for normalized expression."
-                )
+    for k in blocks.present():
+        for rows, values in blocks.chunks(k):
+            for problem, bad in (("negative", values < 0), ("non-integer", values != np.round(values))):
+                if bad.any():
+                    r, c = np.nonzero(bad)
+                    examples = ", ".join(
+                        f"{blocks.name(k, rows[i])}/{genes[j]} = {values[i, j]:g}"
+                        for i, j in zip(r[:5], c[:5], strict=True)
+                    )
+                    raise ValueError(
+                        f"gene_likelihood 'nb'/'zinb' models raw counts, but tissue {blocks.tissues[k]!r} "
+                        f"({_where(blocks.layer)}) has {problem} values, e.g. donor/gene {examples}. Register "
+                        "the raw counts (layer=...) or use gene_likelihood='normal' for normalized expression."
+                    )
 
 
-def observed_mask(mdata: MuData, tissues: Sequence[str]) -> np.ndarray:
-    """Return a donors x tissues float32 matrix, 1 where the donor (by name) has a sample of the tissue."""
-    mask = np.zeros((mdata.n_obs, len(tissues)), dtype=np.float32)
+def sample_rows(mdata: MuData, tissues: Sequence[str]) -> np.ndarray:
+    """Return a donors x tissues int32 table: the row of each donor's sample in each tissue, -1 where absent.
+
+    Rows follow ``mdata.obs_names``; donors are looked up by name.
+    """
+    table = np.full((mdata.n_obs, len(tissues)), -1, dtype=np.int32)
     for k, tissue in enumerate(tissues):
         if tissue in mdata.mod:
-            mask[mdata.obs_names.get_indexer(mdata.mod[tissue].obs_names), k] = 1.0
-    return mask
+            donors = mdata.obs_names.get_indexer(mdata.mod[tissue].obs_names)
+            table[donors, k] = np.arange(len(donors), dtype=np.int32)
+    return table
 
 
-def stack_tissues(
-    mdata: MuData, tissues: Sequence[str], genes: Sequence[str], layer: str | None
-) -> sparse.csr_matrix:
-    """Return the sparse donors x (tissues * genes) expression matrix, rows aligned to ``mdata.obs_names``.
-
-    Block ``k`` of columns holds tissue ``tissues[k]`` with genes in the order of ``genes``.
-    Tissues absent from ``mdata`` leave their block empty. Values are copied once, as float32.
-    """
-    n_genes = len(genes)
-    rows, cols, vals = [], [], []
-    for k, tissue in enumerate(tissues):
-        if tissue not in mdata.mod:
-            continue
-        adata = mdata.mod[tissue]
-        matrix = _tissue_matrix(mdata, tissue, layer)
-        gene_idx = adata.var_names.get_indexer(genes)
-        values = matrix[:, gene_idx]
-        values = values.toarray() if sparse.issparse(values) else np.asarray(values)
-        donor_rows = mdata.obs_names.get_indexer(adata.obs_names)
-        rows.append(np.repeat(donor_rows, n_genes))
-        cols.append(np.tile(np.arange(n_genes) + k * n_genes, len(donor_rows)))
-        vals.append(values.astype(np.float32, copy=False).ravel())
-    stacked = sparse.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(mdata.n_obs, len(tissues) * n_genes),
-        dtype=np.float32,
-    )
-    return stacked.tocsr()
+def observed_mask(rows: np.ndarray) -> np.ndarray:
+    """Return the donors x tissues float32 observation mask of a :func:`sample_rows` table."""
+    return (np.asarray(rows) >= 0).astype(np.float32)
