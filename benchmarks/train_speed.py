@@ -334,10 +334,13 @@ def train_once(mdata, cohort: str, precision: str, args: argparse.Namespace) -> 
     flops = sum(batch_flops) / len(timer.epochs[first:])
     mean_sources, mean_targets = (int(v) for v in epoch_counts[:, 1:].mean(axis=0))
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    rates = {
+    rates = {  # the better of two measurements, interleaved: on a shared machine the load moves
         name: matmul_rates(PAPER_HYPERPARAMETERS, n_genes, mean_sources, mean_targets, d)
         for name, d in dtypes.items()
     }
+    for name, d in dtypes.items():
+        again = matmul_rates(PAPER_HYPERPARAMETERS, n_genes, mean_sources, mean_targets, d)
+        rates[name] = {shape: max(rate, again[shape]) for shape, rate in rates[name].items()}
     floors = {
         name: gemm_floor(PAPER_HYPERPARAMETERS, n_genes, counts[:n_batches], rate)
         for name, rate in rates.items()
@@ -355,6 +358,7 @@ def train_once(mdata, cohort: str, precision: str, args: argparse.Namespace) -> 
         "batches_per_epoch": n_batches,
         "samples_per_epoch": samples,
         "s_per_epoch": epoch_s,
+        "best_s_per_epoch": min(timer.epochs[first:]),
         "epoch_s": timer.epochs,
         "outside_steps_s": outside_s,
         "samples_per_s": samples / epoch_s,
@@ -404,7 +408,7 @@ def print_table(results: list[dict]) -> None:
     header = (
         f"{'cohort':10} {'genes':>6} {'prec':>5} {'thr':>4} {'s/epoch':>8} {'outside':>8} {'samples/s':>10} "
         f"{'peak GB':>8} {'+train':>7} {'model GF/s':>11} {'% msg GEMM':>10} {'enc %':>6} {'dec %':>6} "
-        f"{'floor s':>8} {'floor %':>8}"
+        f"{'floor s':>8} {'floor %':>8} {'best s':>7} {'best %':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -418,7 +422,8 @@ def print_table(results: list[dict]) -> None:
             f"{r['model_gflops_per_s']:>11.1f} {100 * r['model_gflops_per_s'] / rate['message']:>9.0f}% "
             f"{100 * r['part_gflops_per_s']['encoder'] / rate['encoder']:>5.0f}% "
             f"{100 * r['part_gflops_per_s']['decoder'] / rate['decoder']:>5.0f}% "
-            f"{floor:>8.2f} {100 * floor / r['s_per_epoch']:>7.0f}%"
+            f"{floor:>8.2f} {100 * floor / r['s_per_epoch']:>7.0f}% {r['best_s_per_epoch']:>7.2f} "
+            f"{100 * floor / r['best_s_per_epoch']:>6.0f}%"
         )
     by_cohort = {}
     for r in results:
@@ -426,7 +431,8 @@ def print_table(results: list[dict]) -> None:
     for cohort, runs in by_cohort.items():
         if len(runs) == 2:
             speedup = runs["fp32"]["s_per_epoch"] / runs["bf16"]["s_per_epoch"]
-            print(f"\n{cohort}: bf16-mixed is {speedup:.2f}x the fp32 speed")
+            best = runs["fp32"]["best_s_per_epoch"] / runs["bf16"]["best_s_per_epoch"]
+            print(f"\n{cohort}: bf16-mixed is {speedup:.2f}x the fp32 speed ({best:.2f}x by the best epochs)")
         setup = next(iter(runs.values()))
         print(
             f"{cohort}: setup {setup['setup_s']:.0f} s, peak RSS during setup {setup['setup_peak_rss_gb']:.2f} GB"
@@ -453,8 +459,9 @@ def print_table(results: list[dict]) -> None:
         "encoder's and decoder's rates alone (forward + backward) as fractions of torch.matmul at their "
         "shapes; floor s: the GEMM floor, the seconds per epoch of the encoder's forward and "
         "weight-gradient products and the decoder's forward and backward products (hidden and both gene "
-        "layers) at the torch.matmul rates measured in the same run (at the run's precision); floor %: "
-        "floor s / s per epoch."
+        "layers) at the torch.matmul rates measured in the same run (at the run's precision; the better of "
+        "two measurements); floor %: floor s / s per epoch; best s, best %: the fastest epoch after the "
+        "first, and the floor's fraction of it (on a shared machine, the least disturbed epoch)."
     )
 
 
