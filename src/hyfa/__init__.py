@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import data, pl, pp, tl
+from ._presets import PRESETS, Preset, preset
 from .model import HYFA
 
 try:
@@ -10,4 +11,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["HYFA", "data", "pl", "pp", "tl", "__version__"]
+__all__ = ["HYFA", "PRESETS", "Preset", "preset", "data", "pl", "pp", "tl", "__version__"]

@@ -9,25 +9,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
+from ._presets import PRESETS  # noqa: F401 - re-exported: hyfa <= 0.1 imported it from here
 
-#: Named presets of model and training hyperparameters.
-PRESETS: dict[str, dict] = {
-    "quick": {
-        "model": {
-            "n_metagenes": 10,
-            "n_factors": 32,
-            "n_heads": 8,
-            "n_head_dim": 16,
-            "n_donor_latent": 64,
-            "n_tissue_latent": 32,
-            "n_metagene_latent": 16,
-            "n_hidden_decoder": 128,
-        },
-        "train": {"max_epochs": 200, "lr": 2e-3, "batch_size": 63},
-    },
-    "paper": {"model": {"source_count_exponent": 1.0}, "train": {"max_epochs": 200, "batch_size": 63}},
-}
+logger = logging.getLogger(__name__)
 
 BLOOD = "Whole_Blood"
 #: Source settings of the demo: whole blood alone, and all of each donor's other collected tissues.
@@ -60,10 +44,10 @@ def run_demo(preset: str = "quick", max_epochs: int | None = None, seed: int = 0
     import scvi
 
     from . import data, pp, tl
+    from ._presets import preset as get_preset
     from .model import HYFA
 
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose from {list(PRESETS)}.")
+    chosen = get_preset(preset)
     timings = {}
     scvi.settings.seed = seed
     start = time.perf_counter()
@@ -72,8 +56,8 @@ def run_demo(preset: str = "quick", max_epochs: int | None = None, seed: int = 0
     timings["load + normalize"] = time.perf_counter() - start
 
     HYFA.setup_mudata(mdata, layer="normalized", gene_mask_key="common")
-    model = HYFA(mdata, **PRESETS[preset]["model"])
-    train_kwargs = dict(PRESETS[preset]["train"])
+    model = HYFA(mdata, **chosen.model)
+    train_kwargs = chosen.train
     if max_epochs is not None:
         train_kwargs["max_epochs"] = max_epochs
     start = time.perf_counter()

@@ -157,7 +157,10 @@ class CompletionMixin:
                 adata.obs["library_size"] = library[t]
             adata.uns["hyfa"] = comp.uns(self, t)
             adatas[self.tissues[t]] = adata
-        return adatas[self.tissues[plan.targets[0]]] if single else MuData(adatas)
+        from hyfa._quiet import quiet_mudata  # no pull_on_update FutureWarning (#16)
+
+        with quiet_mudata():
+            return adatas[self.tissues[plan.targets[0]]] if single else MuData(adatas)
 
     def write_completed_cohort(
         self,

@@ -316,7 +316,10 @@ class ImputationMixin:
             adata.uns["hyfa"] = self._target_uns(plan, t)
             adatas[self.tissues[t]] = adata
         first = self.tissues[plan.targets[0]]
-        result = adatas[first] if single else MuData(adatas)
+        from hyfa._quiet import quiet_mudata  # no pull_on_update FutureWarning (#16)
+
+        with quiet_mudata():
+            result = adatas[first] if single else MuData(adatas)
         if not return_samples:
             return result
         samples = {self.tissues[t]: draws[t] for t in plan.targets}

@@ -404,18 +404,25 @@ class HYFA(ImputationMixin, CompletionMixin, CellTypeSignatureMixin, Unsupervise
         from hyfa.module._optim import adam_plan_kwargs  # torch's fused Adam: in place, no temporaries
 
         plan_kwargs = adam_plan_kwargs(lr, plan_kwargs)
-        return super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            train_size=train_size,
-            validation_size=validation_size,
-            batch_size=batch_size,
-            early_stopping=early_stopping,
-            datasplitter_kwargs=datasplitter_kwargs,
-            plan_kwargs=plan_kwargs,
-            **trainer_kwargs,
+        from hyfa._quiet import log_every_n_steps, quiet_training  # hyfa/_quiet.py (#16)
+
+        trainer_kwargs.setdefault(
+            "log_every_n_steps",
+            log_every_n_steps(n_train, batch_size, devices, trainer_kwargs.get("num_nodes", 1)),
         )
+        with quiet_training():  # only Lightning's messages about nothing a hyfa user can change
+            return super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                datasplitter_kwargs=datasplitter_kwargs,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
 
     def _donor_indices(self, mdata: MuData, donors: Sequence[str], what: str = "donors") -> np.ndarray:
         donors = _as_list(donors)
