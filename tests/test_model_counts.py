@@ -98,10 +98,14 @@ def test_samples_are_counts_around_the_mean(trained_nb):
     assert draws.shape == (400, 10, 20)
     np.testing.assert_array_equal(draws, np.round(draws))
     assert draws.min() >= 0
-    np.testing.assert_allclose(adata.X, draws.mean(axis=0))
-    mean = model.get_imputed_expression(target_tissues="tissue_0", donors=donors, library_size=1e3).X
-    # 400 draws: the sample mean is within a few standard errors of the predicted mean
+    single = model.get_imputed_expression(target_tissues="tissue_0", donors=donors, library_size=1e3)
+    mean, sd = single.X, single.layers["sd"]
+    # 400 draws: the sample mean is within a few standard errors of the predicted mean, and X is it
     assert np.abs(draws.mean(axis=0).sum(axis=1) - mean.sum(axis=1)).max() < 0.05 * 1e3
+    assert np.abs(adata.X - mean).max() < 5 * sd.max() / np.sqrt(400)
+    # and their spread is the predicted sd (negative binomial variance mu + mu^2 / theta)
+    ratio = draws.std(axis=0)[mean > 5] / sd[mean > 5]
+    assert 0.85 < np.median(ratio) < 1.15, np.median(ratio)
 
 
 def test_zinb_mean_is_shrunk_by_zero_inflation(counts_data):
