@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
+import torch
 from hyfa_testing import TINY
 
 import hyfa
@@ -196,7 +197,7 @@ def test_bad_signature_input_is_rejected_before_training(paired, transferred):
 def test_bulk_offset_maps_signature_genes_to_bulk_genes(paired, transferred):
     _, _, signatures, _ = paired
     model = transferred[0]
-    index = model.module.signature_head.bulk_gene_index.tolist()  # on by default for a count bulk model
+    index = model.signature_setup_["head"]["bulk_gene_index"]  # on by default for a count bulk model
     assert len(index) == signatures.n_vars
     for gene, position in zip(signatures.var_names, index, strict=True):
         assert (model.genes[position] == gene) if position >= 0 else (gene not in model.genes)
@@ -216,7 +217,7 @@ def test_bulk_offset_needs_a_count_bulk_model(paired):
     with pytest.raises(ValueError, match="bulk_offset needs a bulk model of counts"):
         model.train_cell_type_signatures(signatures[:40], bulk_offset=True, max_epochs=1)
     model.train_cell_type_signatures(signatures[:40], max_epochs=1, enable_progress_bar=False)
-    assert model.module.signature_head.bulk_gene_index is None  # default: no offset for normalized bulk
+    assert model.signature_setup_["head"]["bulk_gene_index"] is None  # default: no offset for normalized bulk
     pred = model.get_cell_type_signatures(donors=list(signatures.obs["donor"][:2]), tissues=["tissue_0"])
     assert np.isfinite(pred.X).all()
 
@@ -224,7 +225,7 @@ def test_bulk_offset_needs_a_count_bulk_model(paired):
 def test_bulk_offset_carries_the_bulk_profile_into_the_signature():
     import torch
 
-    from hyfa.module import CellTypeSignatureHead
+    from hyfa.nn import CellTypeSignatureHead
 
     head = CellTypeSignatureHead(
         n_cell_types=2, n_genes=4, n_donor_latent=3, n_tissue_latent=2, n_metagene_latent=2,
@@ -243,3 +244,99 @@ def test_bulk_offset_carries_the_bulk_profile_into_the_signature():
     torch.testing.assert_close(p[:, 1], geometric)
     with pytest.raises(ValueError, match="pass bulk_proportions"):
         head(torch.randn(2, 3), torch.randn(2, 2), torch.tensor([0, 1]), torch.randn(2, 2))
+
+
+def _bulk_flags(model):
+    return [p.requires_grad for p in model.module.parameters()]
+
+
+@pytest.mark.parametrize("freeze_pretrained", [True, False])
+def test_failed_transfer_leaves_the_model_as_it_was(paired, transferred, monkeypatch, freeze_pretrained):
+    from hyfa.module import CellTypeSignatureModule
+    from hyfa.nn import CellTypeSignatureHead
+
+    _, _, signatures, _ = paired
+    model, mdata, _, test_donors = transferred
+    setup, history = model.signature_setup_, model.signature_history_
+    flags = _bulk_flags(model)
+    state = {k: v.clone() for k, v in model.module.state_dict().items()}
+    kwargs = {"donors": test_donors[:3], "tissues": ["tissue_4"], "n_cells": 10, "library_size": 500.0}
+    before = model.get_cell_type_signatures(**kwargs).X
+
+    def fail_after_a_step(self, tensors, inference_outputs, generative_outputs):
+        out = original(self, tensors, inference_outputs, generative_outputs)
+        calls.append(1)
+        if len(calls) > 2:  # after optimizer steps, fine-tuning has moved the bulk parameters
+            raise RuntimeError("forced failure mid-run")
+        return out
+
+    original, calls = CellTypeSignatureModule.loss, []
+    monkeypatch.setattr(CellTypeSignatureModule, "loss", fail_after_a_step)
+    with pytest.raises(RuntimeError, match="forced failure"):
+        model.train_cell_type_signatures(
+            signatures[:200], max_epochs=2, batch_size=16, freeze_pretrained=freeze_pretrained,
+            enable_progress_bar=False,
+        )  # fmt: skip
+    assert len(calls) > 2
+    assert _bulk_flags(model) == flags and all(flags)  # trainable again, as before the run
+    assert not model.module.training
+    assert model.signature_setup_ is setup and model.signature_history_ is history
+    assert not any(isinstance(m, CellTypeSignatureHead) for m in model.module.modules())  # no head attached
+    for key, value in model.module.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    np.testing.assert_array_equal(model.get_cell_type_signatures(**kwargs).X, before)
+
+
+def test_custom_column_names(paired, transferred):
+    _, _, signatures, _ = paired
+    model, mdata, _, _ = transferred
+    names = {
+        "donor": "individual",
+        "tissue": "organ",
+        "cell_type": "label",
+        "n_cells": "cells",
+        "library_size": "depth",
+    }
+    renamed = signatures[:120].copy()
+    renamed.obs = renamed.obs.rename(columns=names)
+    scvi.settings.seed = 0
+    model.train_cell_type_signatures(
+        renamed, donor_key="individual", tissue_key="organ", cell_type_key="label", n_cells_key="cells",
+        library_size_key="depth", max_epochs=2, enable_progress_bar=False,
+    )  # fmt: skip
+    assert model.signature_setup_["keys"] == names
+    pred = model.get_cell_type_signatures(signatures=renamed)  # read by the names given at training
+    assert list(pred.obs_names) == list(renamed.obs_names)
+    np.testing.assert_array_equal(pred.obs["donor"].astype(str), renamed.obs["individual"].astype(str))
+    np.testing.assert_array_equal(pred.obs["cell_type"].astype(str), renamed.obs["label"].astype(str))
+    np.testing.assert_allclose(pred.obs["n_cells"], renamed.obs["cells"])
+    np.testing.assert_allclose(pred.obs["library_size"], renamed.obs["depth"], rtol=1e-6)
+    with pytest.raises(KeyError, match="individual"):
+        model.get_cell_type_signatures(signatures=signatures[:5])  # default names are not the recorded ones
+
+
+def test_bulk_module_does_not_import_signatures():
+    """The import runs one way: module/_signatures.py imports module/_module.py, never the reverse."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import hyfa.module._module as bulk_file
+
+    tree = ast.parse(Path(bulk_file.__file__).read_text())
+    imported = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)] + [
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    ]
+    assert not [name for name in imported if "signature" in name]
+    assert not hasattr(bulk_file.HYFAModule, "attach_signature_head")
+    code = (  # load the bulk module file without the package __init__ files that import everything
+        "import sys, types, importlib, pathlib\n"
+        f"root = pathlib.Path({str(Path(bulk_file.__file__).parents[1])!r})\n"
+        "for name, path in (('hyfa', root), ('hyfa.module', root / 'module')):\n"
+        "    package = types.ModuleType(name); package.__path__ = [str(path)]; sys.modules[name] = package\n"
+        "importlib.import_module('hyfa.module._module')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('hyfa.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "hyfa.module._module" in out and "hyfa.module._signatures" not in out, out

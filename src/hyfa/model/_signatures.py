@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,64 +12,25 @@ import torch
 from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
-from scvi.data import AnnDataManager
-from scvi.data.fields import LayerField, NumericalObsField
-from scvi.dataloaders import DataSplitter
-from scvi.train import TrainingPlan, TrainRunner
 
 from hyfa._constants import REGISTRY_KEYS
 from hyfa._utils import as_list as _as_list
-from hyfa.module._signatures import SIGNATURE_KEYS, SignatureTrainingModule, signature_distribution
+from hyfa.module import SIGNATURE_KEYS, CellTypeSignatureModule, signature_distribution
 from hyfa.nn import count_variance, predicted_library
 
 from ._registration import _preview
+from ._signature_training import counts_matrix, fit, positive_column, signature_split
 
 logger = logging.getLogger(__name__)
 
-
-def _counts_matrix(adata: AnnData, layer: str | None) -> sparse.csr_matrix:
-    """Return ``adata``'s counts as float32 CSR, raising on negative or non-integer values."""
-    matrix = adata.X if layer is None else adata.layers[layer]
-    matrix = sparse.csr_matrix(matrix, dtype=np.float32)
-    where = "X" if layer is None else f"layer {layer!r}"
-    for problem, bad in (
-        ("negative", matrix.data < 0),
-        ("non-integer", matrix.data != np.round(matrix.data)),
-        ("NaN or infinite", ~np.isfinite(matrix.data)),
-    ):
-        if bad.any():
-            rows = np.searchsorted(matrix.indptr, np.flatnonzero(bad), side="right") - 1
-            raise ValueError(
-                f"Signatures ({where}) must be raw counts, but {bad.sum()} values are {problem}, e.g. in "
-                f"signatures {_preview(adata.obs_names[np.unique(rows)], 5)}."
-            )
-    return matrix
-
-
-def _positive_column(obs: pd.DataFrame, key: str) -> np.ndarray:
-    if key not in obs.columns:
-        raise KeyError(f"{key!r} is not a column of signatures.obs.")
-    values = pd.to_numeric(obs[key], errors="coerce").to_numpy(dtype=np.float64)
-    bad = ~(np.isfinite(values) & (values > 0))
-    if bad.any():
-        raise ValueError(
-            f"signatures.obs[{key!r}] must be positive numbers; not so for {_preview(obs.index[bad], 5)}."
-        )
-    return values.astype(np.float32)
-
-
-class _SignatureTrainee:
-    """What :class:`scvi.train.TrainRunner` needs of a model, for the signature module."""
-
-    def __init__(self, module: SignatureTrainingModule, adata: AnnData):
-        self.module = module
-        self.adata = adata
-        self.history_ = None
-        self.is_trained_ = False
-        self.run_name = "hyfa_cell_type_signatures"
-
-    def to_device(self, device) -> None:
-        self.module.to(device)
+#: Columns of ``signatures.obs`` by role: the ``*_key`` defaults of ``train_cell_type_signatures``.
+DEFAULT_KEYS = {
+    "donor": "donor",
+    "tissue": "tissue",
+    "cell_type": "cell_type",
+    "n_cells": "n_cells",
+    "library_size": "library_size",
+}
 
 
 class CellTypeSignatureMixin:
@@ -159,7 +121,10 @@ class CellTypeSignatureMixin:
         differ from the bulk genes), and fits them to observed signatures; each donor's
         embedding comes from its bulk tissues in the registered MuData. The pretrained bulk
         parameters stay fixed unless ``freeze_pretrained=False``. Calling it again replaces the
-        signature part. Training history is in ``model.signature_history_``.
+        signature part once training succeeds; a run that raises leaves the model as it was. The
+        signature part (head settings and weights, cell types, genes, column names) is in
+        ``model.signature_setup_`` and is saved with the model; training history is in
+        ``model.signature_history_``.
 
         Parameters
         ----------
@@ -215,14 +180,20 @@ class CellTypeSignatureMixin:
             raise RuntimeError(
                 "Train the bulk model (model.train()) before transferring it to cell-type signatures."
             )
-        keys = {"donor": donor_key, "tissue": tissue_key, "cell_type": cell_type_key}
+        keys = {
+            "donor": donor_key,
+            "tissue": tissue_key,
+            "cell_type": cell_type_key,
+            "n_cells": n_cells_key,
+            "library_size": library_size_key,
+        }
         codes = self._signature_codes(signatures.obs, keys)
-        n_cells = _positive_column(signatures.obs, n_cells_key)
-        library = _positive_column(signatures.obs, library_size_key)
-        counts = _counts_matrix(signatures, layer)
+        n_cells = positive_column(signatures.obs, n_cells_key)
+        library = positive_column(signatures.obs, library_size_key)
+        counts = counts_matrix(signatures, layer)
         cell_types = sorted(set(codes["cell_type"]))
         donors = list(dict.fromkeys(codes["donor"]))
-        train_rows, val_rows = self._signature_split(codes["donor"], train_donors, validation_donors)
+        train_rows, val_rows = signature_split(codes["donor"], train_donors, validation_donors)
         inputs = self._bulk_donor_inputs(donors, source_tissues)
 
         bulk_gene_index = self._bulk_gene_index(signatures.var_names, bulk_offset)
@@ -231,19 +202,17 @@ class CellTypeSignatureMixin:
             "n_cell_types": len(cell_types),
             "n_genes": signatures.n_vars,
             "n_cell_type_latent": n_cell_type_latent,
-            "n_predictor_layers": self.init_params_["non_kwargs"]["n_predictor_layers"],
+            "n_predictor_layers": self._bulk_init_arg("n_predictor_layers"),
             "n_hidden_decoder": n_hidden_decoder,
-            "dropout_rate": self.init_params_["non_kwargs"]["dropout_rate"]
-            if dropout_rate is None
-            else dropout_rate,
-            "norm": self.init_params_["non_kwargs"]["norm"],
+            "dropout_rate": self._bulk_init_arg("dropout_rate") if dropout_rate is None else dropout_rate,
+            "norm": self._bulk_init_arg("norm"),
             "log_library_mean": float(log_library.mean()),
             "log_library_sd": float(log_library.std()) if len(log_library) > 1 else 1.0,
             "bulk_gene_index": bulk_gene_index,
         }
-        self.module.attach_signature_head(**head)
-        module = SignatureTrainingModule(self.module, freeze_pretrained=freeze_pretrained, **inputs)
-
+        module = CellTypeSignatureModule.from_bulk_module(
+            self.module, head, freeze_pretrained=freeze_pretrained, **inputs
+        )
         internal = AnnData(
             X=counts,
             obs=pd.DataFrame(
@@ -259,45 +228,18 @@ class CellTypeSignatureMixin:
                 index=signatures.obs_names.astype(str),
             ),
         )
-        manager = AnnDataManager(
-            fields=[
-                LayerField(SIGNATURE_KEYS.X_KEY, None, is_count_data=True),
-                *(
-                    NumericalObsField(key, key)
-                    for key in SIGNATURE_KEYS[1:]  # donor, tissue, cell type codes, n_cells, library
-                ),
-            ]
-        )
-        manager.register_fields(internal)
-        test_rows = np.setdiff1d(np.arange(internal.n_obs), np.concatenate([train_rows, val_rows]))
-        splitter = DataSplitter(
-            manager,
-            external_indexing=[train_rows, val_rows, test_rows],
-            batch_size=batch_size,
-            drop_last=len(train_rows) % batch_size == 1,
-        )
-        plan = TrainingPlan(
-            module, **{"optimizer": "Adam", "lr": lr, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
-        )
-        if len(val_rows):
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        trainee = _SignatureTrainee(module, internal)
-        runner = TrainRunner(
-            trainee,
-            training_plan=plan,
-            data_splitter=splitter,
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            **trainer_kwargs,
-        )
-        runner()
-        for parameter in self.module.parameters():
-            parameter.requires_grad_(True)
+        plan_kwargs = {"optimizer": "Adam", "lr": lr, "eps": 1e-8, "weight_decay": 0.0, **(plan_kwargs or {})}
+        history = fit(
+            module, internal, train_rows, val_rows, batch_size, plan_kwargs,
+            max_epochs=max_epochs, accelerator=accelerator, devices=devices, **trainer_kwargs,
+        )  # fmt: skip
+        # only a successful fit reaches here: the signature part is replaced as a whole
         self.module.eval()
-        self.signature_history_ = trainee.history_
+        self.signature_history_ = history
         self.signature_setup_ = {
             "head": head,
+            "head_state": {k: v.detach().cpu().clone() for k, v in module.head.state_dict().items()},
+            "keys": keys,
             "cell_types": cell_types,
             "genes": list(map(str, signatures.var_names)),
             "tissues": sorted({self.tissues[t] for t in codes["tissue"][train_rows]}),
@@ -305,6 +247,10 @@ class CellTypeSignatureMixin:
             "validation_donors": sorted(set(codes["donor"][val_rows])),
             "freeze_pretrained": freeze_pretrained,
         }
+
+    def _bulk_init_arg(self, name: str) -> Any:
+        """Return the value of ``name`` passed to ``HYFA(...)`` (scvi-tools records it in ``init_params_``)."""
+        return self.init_params_["non_kwargs"][name]
 
     def _bulk_gene_index(self, signature_genes: pd.Index, bulk_offset: bool | None) -> list[int] | None:
         """Return each signature gene's position among the bulk genes (-1: absent), or ``None`` for no offset."""
@@ -321,28 +267,6 @@ class CellTypeSignatureMixin:
         if not (index >= 0).any():
             raise ValueError("bulk_offset: no signature gene is a gene of the bulk model.")
         return index.tolist()
-
-    @staticmethod
-    def _signature_split(
-        row_donors: np.ndarray, train_donors, validation_donors
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Return row positions of training and validation signatures, split by donor name."""
-        known = set(row_donors)
-        for what, names in (("training", train_donors), ("validation", validation_donors)):
-            unknown = sorted(set(_as_list(names) or []) - known)
-            if unknown:
-                raise ValueError(f"{what.capitalize()} donors {_preview(unknown)} have no signatures.")
-        val = set(_as_list(validation_donors) or [])
-        train = set(_as_list(train_donors)) if train_donors is not None else known - val
-        overlap = sorted(train & val)
-        if overlap:
-            raise ValueError(f"Donors both in training and validation: {_preview(overlap)}.")
-        if not train:
-            raise ValueError("No training donors have signatures.")
-        return (
-            np.flatnonzero(np.isin(row_donors, sorted(train))),
-            np.flatnonzero(np.isin(row_donors, sorted(val))),
-        )
 
     @property
     def cell_types(self) -> list[str]:
@@ -399,10 +323,11 @@ class CellTypeSignatureMixin:
         n_samples
             Draws from the predictive distribution (``X`` is their mean when > 1).
         signatures
-            Predict exactly the rows of these observed signatures (their ``obs`` columns
-            ``donor``, ``tissue``, ``cell_type``, ``n_cells`` and ``library_size``, as produced
-            by :func:`hyfa.pp.aggregate_signatures`) instead of all combinations of ``donors``,
-            ``tissues`` and ``cell_types``.
+            Predict exactly the rows of these observed signatures instead of all combinations
+            of ``donors``, ``tissues`` and ``cell_types``. Their ``obs`` columns are read by the
+            names given to :meth:`train_cell_type_signatures` (``donor_key``, ``tissue_key``,
+            ``cell_type_key``, ``n_cells_key``, ``library_size_key``; by default those of
+            :func:`hyfa.pp.aggregate_signatures`).
         source_tissues
             Bulk tissues the donor embeddings may use (default: all of the donor's).
         batch_size
@@ -411,34 +336,36 @@ class CellTypeSignatureMixin:
         Returns
         -------
         AnnData with obs ``donor``, ``tissue``, ``cell_type``, ``n_cells`` and ``library_size``
-        (those used), var = the signature genes, ``X`` = predicted signature (mean, or mean of
+        (those used; these names whatever the columns of ``signatures``), var = the signature genes, ``X`` = predicted signature (mean, or mean of
         draws), ``layers["sd"]`` = predictive standard deviation given the library size.
         """
         setup = self._require_signatures()
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        keys = setup.get("keys", DEFAULT_KEYS)
         obs = self._signature_rows(setup, signatures, donors, tissues, cell_types, mdata)
-        obs["n_cells"] = self._per_row(n_cells, obs, signatures, "n_cells", default=1.0)
+        obs["n_cells"] = self._per_row(n_cells, obs, signatures, keys["n_cells"], "n_cells", default=1.0)
         library_values = self._per_row(
             library_size if library_size != "latent" else None,
             obs,
             signatures if library_size is None else None,
+            keys["library_size"],
             "library_size",
             default=np.nan,
         )
-        embeddings = self._donor_embeddings(
-            mdata, list(dict.fromkeys(obs["donor"])), source_tissues, batch_size
+        names = list(dict.fromkeys(obs["donor"]))
+        embeddings = self.get_latent_representation(
+            mdata, kind="donor", donors=names, source_tissues=source_tissues, batch_size=batch_size
         )
         device = self.module.device
-        donor = torch.as_tensor(embeddings.loc[obs["donor"]].to_numpy(), device=device)
+        donor = torch.as_tensor(embeddings[pd.Index(names).get_indexer(obs["donor"])], device=device)
         tissue = torch.as_tensor([self.tissues.index(t) for t in obs["tissue"]], device=device)
         cell_type = torch.as_tensor(
             pd.Index(setup["cell_types"]).get_indexer(obs["cell_type"]), device=device
         )
         n = torch.as_tensor(obs["n_cells"].to_numpy(np.float32), device=device)
         library = torch.as_tensor(library_values, dtype=torch.float32, device=device)
-        self.module.eval()
-        params = self.module.signature_parameters(donor, tissue, cell_type)
+        params = self._signature_module(setup).signature_parameters(donor, tissue, cell_type)
         predicted = predicted_library(params["log_library"])
         library = torch.where(torch.isnan(library), predicted, library)
         px = signature_distribution(params, n, library)
@@ -463,21 +390,21 @@ class CellTypeSignatureMixin:
 
     def _signature_rows(self, setup, signatures, donors, tissues, cell_types, mdata) -> pd.DataFrame:
         """Return the (donor, tissue, cell type) rows to predict, with names ``donor|tissue|cell_type``."""
+        roles = ("donor", "tissue", "cell_type")
         if signatures is not None:
+            keys = setup.get("keys", DEFAULT_KEYS)
             obs = signatures.obs
-            for key in ("donor", "tissue", "cell_type"):
-                if key not in obs.columns:
-                    raise KeyError(f"{key!r} is not a column of signatures.obs.")
-            rows = pd.DataFrame({k: obs[k].astype(str).to_numpy() for k in ("donor", "tissue", "cell_type")})
+            for role in roles:
+                if keys[role] not in obs.columns:
+                    raise KeyError(f"{keys[role]!r} is not a column of signatures.obs.")
+            rows = pd.DataFrame({role: obs[keys[role]].astype(str).to_numpy() for role in roles})
             rows.index = signatures.obs_names.astype(str)
         else:
             names = (mdata if mdata is not None else self.adata).obs_names
             donor_list = _as_list(donors) or list(names)
             tissue_list = _as_list(tissues) or list(setup["tissues"])
             type_list = _as_list(cell_types) or list(setup["cell_types"])
-            grid = pd.MultiIndex.from_product(
-                [donor_list, tissue_list, type_list], names=["donor", "tissue", "cell_type"]
-            )
+            grid = pd.MultiIndex.from_product([donor_list, tissue_list, type_list], names=list(roles))
             rows = grid.to_frame(index=False)
             rows.index = ["|".join(r) for r in grid]
         self._check_tissues(list(dict.fromkeys(rows["tissue"])), "tissues")
@@ -490,24 +417,25 @@ class CellTypeSignatureMixin:
 
     @staticmethod
     def _per_row(
-        value, obs: pd.DataFrame, signatures: AnnData | None, key: str, default: float
+        value, obs: pd.DataFrame, signatures: AnnData | None, key: str, what: str, default: float
     ) -> np.ndarray:
-        """Return one value per row: given, else observed in ``signatures``, else ``default``."""
+        """Return one ``what`` per row: ``value``, else column ``key`` of ``signatures.obs``, else ``default``."""
         if value is None:
             if signatures is not None:
-                return _positive_column(signatures.obs, key)
+                return positive_column(signatures.obs, key)
             return np.full(len(obs), default, dtype=np.float32)
         values = np.broadcast_to(np.asarray(value, dtype=np.float32), (len(obs),)).copy()
         if not (np.isfinite(values) & (values > 0)).all():
-            raise ValueError(f"{key} must be positive, got {value!r}.")
+            raise ValueError(f"{what} must be positive, got {value!r}.")
         return values
 
-    def _donor_embeddings(self, mdata, donors, source_tissues, batch_size) -> pd.DataFrame:
-        """Return donor embeddings (donors x n_donor_latent) from the donors' bulk source tissues."""
-        mdata, indices, names, masks = self._prepare(mdata, donors, source_tissues, [self.tissues[0]], False)
-        mask = next(iter(masks.values()))
-        out = np.empty((len(indices), self.module.n_donor_latent), np.float32)
-        self.module.eval()
-        for rows, tensors in self._batches(mdata, indices, batch_size):
-            out[rows] = self._embed(tensors, mask[rows]).cpu().numpy()
-        return pd.DataFrame(out, index=names)
+    def _signature_module(self, setup: dict) -> CellTypeSignatureModule:
+        """Return the signature module of ``setup`` on the bulk module, in eval mode.
+
+        The head is rebuilt from ``setup["head"]`` and loaded with ``setup["head_state"]``; its
+        construction draws no random numbers (the global seed state is left as it was).
+        """
+        with torch.random.fork_rng(devices=[]):
+            module = CellTypeSignatureModule.from_bulk_module(self.module, setup["head"])
+        module.head.load_state_dict(setup["head_state"])
+        return module.eval()

@@ -2,13 +2,14 @@
 
 from ._masks import fixed_split, random_split, split_sources_targets
 from ._module import HYFAModule
-from ._signatures import CellTypeSignatureHead, SignatureTrainingModule
+from ._signatures import SIGNATURE_KEYS, CellTypeSignatureModule, signature_distribution
 
 __all__ = [
-    "CellTypeSignatureHead",
+    "SIGNATURE_KEYS",
+    "CellTypeSignatureModule",
     "HYFAModule",
-    "SignatureTrainingModule",
     "fixed_split",
     "random_split",
+    "signature_distribution",
     "split_sources_targets",
 ]

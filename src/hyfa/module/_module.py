@@ -129,7 +129,6 @@ class HYFAModule(BaseModuleClass):
         self.n_donor_latent = n_donor_latent
         self.validation_seed = validation_seed
         self.source_count_exponent = source_count_exponent
-        self.signature_head = None  # cell-type signatures: see attach_signature_head
         n_covariate_dims = sum(self.n_cats_per_cov) + n_continuous_cov
         if n_covariate_dims > n_donor_latent:
             raise ValueError(
@@ -468,50 +467,3 @@ class HYFAModule(BaseModuleClass):
         return LossOutput(
             loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1)
         )
-
-    # -- cell-type signatures (transfer learning) ---------------------------------------------------
-    def attach_signature_head(self, **head_kwargs) -> nn.Module:
-        """Attach (or replace) a :class:`~hyfa.module.CellTypeSignatureHead` built from ``head_kwargs``.
-
-        The embedding sizes of this module are filled in; the head's parameters become part of
-        this module's state, so saving the model saves them.
-        """
-        from ._signatures import CellTypeSignatureHead
-
-        self.signature_head = CellTypeSignatureHead(
-            n_donor_latent=self.n_donor_latent,
-            n_tissue_latent=self.tissue_embedding.shape[1],
-            n_metagene_latent=self.metagene_embedding.shape[1],
-            n_metagenes=self.metagene_embedding.shape[0],
-            n_factors=self.encoder.n_factors,
-            **head_kwargs,
-        ).to(self.tissue_embedding.device)
-        return self.signature_head
-
-    def signature_parameters(
-        self, donor: torch.Tensor, tissue_index: torch.Tensor, cell_type_index: torch.Tensor
-    ) -> dict:
-        """Return the signature head's ZINB parameters of each (donor embedding, tissue, cell type) row.
-
-        With the head's bulk offset, this module's predicted gene proportions of the row's
-        (donor, tissue) enter without gradient, from the layers in eval mode (no dropout).
-        """
-        tissue = self.tissue_embedding[tissue_index]
-        bulk_proportions = None
-        if self.signature_head.bulk_gene_index is not None:
-            modes = (self.predictor.training, self.decoder.training)
-            self.predictor.eval()
-            self.decoder.eval()
-            with torch.no_grad():
-                bulk_proportions = self.generative(donor, tissue_index)["proportions"]
-            self.predictor.train(modes[0])
-            self.decoder.train(modes[1])
-        return self.signature_head(
-            donor, tissue, cell_type_index, self.metagene_embedding, bulk_proportions=bulk_proportions
-        )
-
-    def on_load(self, model, **kwargs):
-        """Rebuild the signature head recorded in ``model.signature_setup_`` before the state is loaded."""
-        setup = getattr(model, "signature_setup_", None)
-        if setup:
-            self.attach_signature_head(**setup["head"])
