@@ -1,10 +1,12 @@
-"""End to end on the bundled real GTEx data: exactly what ``hyfa demo`` runs (the ``quick`` preset)."""
+"""End to end on the bundled real GTEx data: exactly what ``hyfa demo`` runs (the ``quick`` preset).
+
+The ``hyfa demo`` command around it is tested without training in tests/test_cli.py.
+"""
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from hyfa import _cli, _demo
+from hyfa import _demo
 
 
 @pytest.fixture(scope="module")
@@ -32,19 +34,3 @@ def test_demo_beats_mean_and_blood_surrogate_on_test_donors(demo_run):
     assert table["mean per-gene r"].isna().all()  # a constant prediction has no per-gene correlation
     assert np.isfinite(table["HYFA (blood) per-gene r"]).all()
 
-
-def test_cli_prints_table_and_writes_csv(demo_run, monkeypatch, tmp_path, capsys):
-    table, timings, model = demo_run
-    calls = {}
-
-    def fake_run_demo(**kwargs):
-        calls.update(kwargs)
-        return demo_run
-
-    monkeypatch.setattr(_demo, "run_demo", fake_run_demo)
-    csv = tmp_path / "demo.csv"
-    assert _cli.main(["demo", "--max-epochs", "3", "--seed", "2", "--output", str(csv)]) == 0
-    assert calls == {"preset": "quick", "max_epochs": 3, "seed": 2}
-    out = capsys.readouterr().out
-    assert "Lung" in out and "per-sample r: HYFA (all) > blood surrogate in" in out and "time:" in out
-    pd.testing.assert_frame_equal(pd.read_csv(csv, index_col=0), table, check_dtype=False)

@@ -1,20 +1,129 @@
-"""The ``hyfa`` command line."""
+"""The ``hyfa`` command line: ``hyfa demo | train | impute | merge | evaluate``.
+
+Every command documents its options in ``hyfa COMMAND --help``. Exit status: 0 on success, 2 for
+a usage error (an unknown option, a missing input file, an existing output without
+``--overwrite``), 1 when hyfa itself refuses the data or the arguments (the message says why).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import sys
 import time
+from pathlib import Path
+
+EXIT_STATUS = """exit status:
+  0  success
+  1  hyfa refused the data or the arguments (e.g. an unknown tissue or donor); the message says why
+  2  usage error: unknown or malformed option, missing input file, existing output without --overwrite
+"""
+
+#: File written next to the saved model by ``hyfa train``: the command's arguments, for the record.
+CLI_RECORD = "hyfa_train.json"
 
 
-def _demo(args: argparse.Namespace) -> int:
+class CLIError(Exception):
+    """An error of the user's arguments or data, reported without a traceback (exit status 1)."""
+
+
+# -- shared helpers ------------------------------------------------------------------------------
+
+
+def _existing_file(parser: argparse.ArgumentParser, path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        parser.error(f"{what} {path!r} does not exist or is not a file")
+    return p
+
+
+def _output(parser: argparse.ArgumentParser, path: str, overwrite: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not overwrite:
+        parser.error(f"output {path!r} already exists (pass --overwrite to replace it)")
+    return p
+
+
+def _read_mudata(path: Path):
+    import mudata
+
+    from hyfa._quiet import quiet_mudata
+
+    with quiet_mudata():
+        return mudata.read_h5mu(path)
+
+
+def _read_names(parser: argparse.ArgumentParser, path: str | None, what: str) -> list[str] | None:
+    """One name per line; blank lines and lines starting with ``#`` are skipped."""
+    if path is None:
+        return None
+    text = _existing_file(parser, path, what).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _parse_chunk(parser: argparse.ArgumentParser, text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        parser.error(f"--chunk must be I/N with integers 1 <= I <= N, e.g. 3/10; got {text!r}")
+    if not 1 <= i <= n:
+        parser.error(f"--chunk must be I/N with 1 <= I <= N; got {text!r}")
+    return i, n
+
+
+def donor_chunk(donors: list[str], i: int, n: int) -> list[str]:
+    """Return chunk ``i`` (1-based) of ``n`` near-equal contiguous chunks of ``donors``.
+
+    Chunks 1..n partition ``donors``: every donor is in exactly one chunk, in its order.
+    """
+    size, extra = divmod(len(donors), n)
+    start = (i - 1) * size + min(i - 1, extra)
+    return donors[start : start + size + (i <= extra)]
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare string, e.g. norm=layer
+
+
+def _parse_params(parser: argparse.ArgumentParser, items: list[str] | None) -> dict:
+    params = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            parser.error(f"--model-param must be NAME=VALUE, e.g. n_metagenes=20; got {item!r}")
+        params[key] = _literal(value)
+    return params
+
+
+def _devices(text: str):
+    if text == "auto":
+        return text
+    if "," in text:
+        return [int(d) for d in text.split(",") if d]
+    return int(text)
+
+
+def _quiet_scvi() -> None:
     import logging
 
     import scvi
 
+    scvi.settings.verbosity = logging.WARNING
+
+
+# -- hyfa demo -----------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
     from . import _demo
 
-    scvi.settings.verbosity = logging.WARNING
+    _quiet_scvi()
     start = time.perf_counter()
     table, timings, _ = _demo.run_demo(preset=args.preset, max_epochs=args.max_epochs, seed=args.seed)
     print(_demo.format_table(table))
@@ -36,7 +145,7 @@ donor's other tissues. Prints, per target tissue with >= 25 test donors having b
 target, the mean per-sample and per-gene Pearson r of HYFA, mean imputation and the blood
 surrogate on the normalized data (hyfa.pp.normalize_gtex, 55 common genes).
 
-Presets:
+Presets (hyfa.PRESETS):
   quick  n_metagenes=10, n_factors=32, n_heads=8, n_head_dim=16, n_donor_latent=64,
          n_tissue_latent=32, n_metagene_latent=16, n_hidden_decoder=128, 2 graph layers,
          dropout 0.174, no normalization layers, source_count_exponent=3 (the default);
@@ -45,27 +154,508 @@ Presets:
          200 epochs, uniform number of source tissues: source_count_exponent=1); slow on a CPU.
 """
 
+# -- hyfa train ----------------------------------------------------------------------------------
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``hyfa`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="hyfa", description="HYFA: multi-tissue gene expression imputation."
+TRAIN_HELP = """Train HYFA on a MuData file (one modality per tissue, donors as obs) and save the model.
+
+The model directory is what hyfa.HYFA.save writes (model.pt, without the data) plus
+hyfa_train.json, a record of this command's arguments; load it in Python with
+hyfa.HYFA.load(MODEL_DIR, mdata) or use it with `hyfa impute` / `hyfa evaluate`.
+
+Hyperparameters: --preset gives a named set (hyfa.PRESETS: `quick` for gene panels of tens to a
+few hundred genes, `paper` for transcriptome-wide data); without it, hyfa.HYFA's defaults (the
+paper's architecture) apply. --model-param NAME=VALUE and --max-epochs / --lr / --batch-size
+override single values.
+
+Donor split: --split-key COLUMN (mdata.obs values "train", "val"/"validation"; other donors are
+held out as test donors), or --train-donors FILE [--validation-donors FILE] (one name per line),
+else a random 90/10 split of all donors.
+
+Example (4 GPUs on one node; see the docs' "GPUs and clusters" page for SLURM):
+  hyfa train gtex.h5mu model_dir --layer normalized --gene-mask-key common \\
+      --split-key split --preset paper --accelerator gpu --devices 4 --strategy ddp
+"""
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    data = _existing_file(parser, args.data, "input MuData")
+    out = _output(parser, args.model_dir, args.overwrite)
+    model_params = _parse_params(parser, args.model_param)
+    train_donors = _read_names(parser, args.train_donors, "--train-donors file")
+    validation_donors = _read_names(parser, args.validation_donors, "--validation-donors file")
+    if validation_donors is not None and train_donors is None:
+        parser.error("--validation-donors needs --train-donors")
+
+    import scvi
+
+    from hyfa import HYFA
+    from hyfa._presets import preset
+
+    _quiet_scvi()
+    scvi.settings.seed = args.seed
+    mdata = _read_mudata(data)
+    HYFA.setup_mudata(
+        mdata,
+        layer=args.layer,
+        tissues=args.tissues,
+        gene_mask_key=args.gene_mask_key,
+        categorical_covariate_keys=args.categorical_covariate_keys,
+        continuous_covariate_keys=args.continuous_covariate_keys,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    chosen = preset(args.preset) if args.preset else None
+    model_kwargs = {**(chosen.model if chosen else {}), **model_params}
+    train_kwargs = chosen.train if chosen else {}
+    for key in ("max_epochs", "lr", "batch_size"):
+        if getattr(args, key) is not None:
+            train_kwargs[key] = getattr(args, key)
+    trainer_kwargs = {}
+    if args.strategy is not None:
+        trainer_kwargs["strategy"] = args.strategy
+    if args.num_nodes != 1:
+        trainer_kwargs["num_nodes"] = args.num_nodes
+    if args.precision is not None:
+        trainer_kwargs["precision"] = args.precision
+    model = HYFA(mdata, **model_kwargs)
+    start = time.perf_counter()
+    model.train(
+        train_donors=train_donors,
+        validation_donors=validation_donors,
+        split_key=args.split_key,
+        early_stopping=args.early_stopping,
+        accelerator=args.accelerator,
+        devices=_devices(args.devices),
+        enable_progress_bar=not args.no_progress_bar,
+        **train_kwargs,
+        **trainer_kwargs,
+    )
+    seconds = time.perf_counter() - start
+    model.save(str(out), overwrite=args.overwrite, save_anndata=False)
+    record = {
+        "data": str(data),
+        "setup_mudata": {
+            "layer": args.layer,
+            "tissues": args.tissues,
+            "gene_mask_key": args.gene_mask_key,
+            "categorical_covariate_keys": args.categorical_covariate_keys,
+            "continuous_covariate_keys": args.continuous_covariate_keys,
+        },
+        "preset": args.preset,
+        "model": model_kwargs,
+        "train": {**train_kwargs, **trainer_kwargs, "accelerator": args.accelerator, "devices": args.devices},
+        "seed": args.seed,
+        "train_seconds": round(seconds, 1),
+        "n_train_donors": len(model.train_indices),
+        "n_validation_donors": len(model.validation_indices),
+    }
+    (out / CLI_RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    print(
+        f"trained on {len(model.train_indices)} donors ({len(model.validation_indices)} validation) "
+        f"in {seconds:.1f} s; model saved to {out}"
+    )
+    return 0
+
+
+# -- hyfa impute ---------------------------------------------------------------------------------
+
+IMPUTE_HELP = """Impute tissues with a trained model and write them to an .h5mu file (one modality per target).
+
+Streams the output minibatch by minibatch (hyfa.HYFA.write_imputed_expression): memory holds the
+data, the model and one minibatch. --missing-only writes exactly what completes the cohort: every
+donor x tissue pair a donor did not give, each predicted from all of the donor's own tissues.
+
+Splitting a whole cohort across jobs: run the same command with --chunk 1/N ... N/N (e.g. a SLURM
+array, --chunk ${SLURM_ARRAY_TASK_ID}/N with --array=1-N), each to its own output file; chunk I takes
+the I-th of N contiguous, near-equal slices of the donors (of --donors-file, else of the MuData,
+in its order). Then join the parts with `hyfa merge`.
+"""
+
+
+def _impute(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "model.pt").is_file():
+        parser.error(f"model directory {args.model_dir!r} holds no model.pt (train one with `hyfa train`)")
+    data = _existing_file(parser, args.data, "input MuData")
+    out = _output(parser, args.output, args.overwrite)
+    chunk = _parse_chunk(parser, args.chunk)
+    donors = _read_names(parser, args.donors_file, "--donors-file")
+    library_size = args.library_size
+    if library_size not in ("latent", "observed"):
+        try:
+            library_size = float(library_size)
+        except ValueError:
+            parser.error(f"--library-size must be latent, observed or a number; got {args.library_size!r}")
+
+    from hyfa import HYFA
+
+    _quiet_scvi()
+    mdata = _read_mudata(data)
+    model = HYFA.load(str(model_dir), adata=mdata, accelerator=args.accelerator)
+    if chunk is not None:
+        donors = donor_chunk(list(mdata.obs_names) if donors is None else donors, *chunk)
+        if not donors:
+            print(f"chunk {args.chunk}: no donors; nothing written")
+            return 0
+    model.write_imputed_expression(
+        out,
+        target_tissues=args.targets,
+        source_tissues=args.sources,
+        donors=donors,
+        batch_size=args.batch_size,
+        library_size=library_size,
+        missing_only=args.missing_only,
+        overwrite=args.overwrite,
+        progress_bar=not args.no_progress_bar,
+    )
+    what = "missing donor x tissue pairs" if args.missing_only else "imputed tissues"
+    n = "all" if donors is None else len(donors)
+    print(f"{what} of {n} donors written to {out}")
+    return 0
+
+
+# -- hyfa merge ----------------------------------------------------------------------------------
+
+MERGE_HELP = """Join the .h5mu files of `hyfa impute --chunk I/N` jobs into one .h5mu file.
+
+Each tissue's rows (donors) are concatenated in the order the parts are given; a tissue missing
+from a part (no donor of the chunk needed it) is simply absent there. Donors must not repeat
+across parts. Equivalent Python: for each tissue, anndata.concat of the parts' modalities, then
+mudata.MuData of the results.
+"""
+
+
+def merge_imputed(parts: list[Path], output: Path) -> None:
+    """Write the per-tissue concatenation of the ``.h5mu`` files ``parts`` to ``output``."""
+    import anndata as ad
+    import mudata
+
+    from hyfa._quiet import quiet_mudata
+
+    tissues: dict[str, list] = {}
+    uns = {}
+    with quiet_mudata():
+        for part in parts:
+            mdata = mudata.read_h5mu(part)
+            uns = uns or dict(mdata.uns)
+            for tissue, adata in mdata.mod.items():
+                tissues.setdefault(tissue, []).append(adata)
+        merged = {}
+        for tissue, adatas in tissues.items():
+            joined = ad.concat(adatas, join="outer", merge="same", uns_merge="first")
+            if not joined.obs_names.is_unique:
+                raise CLIError(
+                    f"Donors repeat across parts in tissue {tissue!r}; merge parts of disjoint chunks."
+                )
+            merged[tissue] = joined
+        result = mudata.MuData(merged)
+        result.uns.update(uns)
+        result.write_h5mu(output)
+
+
+def _merge(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    parts = [_existing_file(parser, p, "part") for p in args.parts]
+    out = _output(parser, args.output, args.overwrite)
+    merge_imputed(parts, out)
+    print(f"{len(parts)} parts merged into {out}")
+    return 0
+
+
+# -- hyfa evaluate -------------------------------------------------------------------------------
+
+EVALUATE_HELP = """Score a trained model on held-out donors with the paper's protocol (hyfa.tl.evaluate_imputation).
+
+For each source setting, every target tissue with at least --min-donors evaluation donors having
+the sources and the target is predicted from the sources alone and compared with the measured
+expression: per-sample and per-gene Pearson r, for HYFA and the baselines (mean, whole-blood
+surrogate, kNN, TEEBoT, fitted on the model's training donors).
+
+Writes PREFIX.csv (every score, the tidy table of evaluate_imputation), PREFIX_summary.csv
+(hyfa.tl.summarize_evaluation: mean, median and the Mann-Whitney p-value against HYFA per
+setting, target and method) and PREFIX.png (hyfa.pl.imputation_comparison of the first setting).
+
+Sources: `paper` (GTEx tissue names: whole blood, the four accessible tissues, all collected
+tissues), `all` (each donor's other collected tissues; the model alone unless --baselines
+none), or tissue names (one setting with those sources).
+"""
+
+
+def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "model.pt").is_file():
+        parser.error(f"model directory {args.model_dir!r} holds no model.pt (train one with `hyfa train`)")
+    data = _existing_file(parser, args.data, "input MuData")
+    prefix = Path(args.prefix)
+    outputs = [prefix.with_name(prefix.name + s) for s in (".csv", "_summary.csv", ".png")]
+    for path in outputs:
+        _output(parser, str(path), args.overwrite)
+    donors = _read_names(parser, args.donors_file, "--donors-file")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hyfa import HYFA, pl, tl
+
+    _quiet_scvi()
+    mdata = _read_mudata(data)
+    model = HYFA.load(str(model_dir), adata=mdata, accelerator=args.accelerator)
+    if args.sources == ["paper"]:
+        sources = "paper"
+    elif args.sources == ["all"]:
+        sources = None
+    else:
+        sources = list(args.sources)
+    baselines = None if args.baselines == "none" else "default"
+    results = tl.evaluate_imputation(
+        model,
+        mdata,
+        donors=donors,
+        sources=sources,
+        target_tissues=args.targets,
+        baselines=baselines,
+        layer=args.layer,
+        min_donors=args.min_donors,
+        covariate_keys=args.covariate_keys,
+    )
+    if results.empty:
+        raise CLIError(
+            f"No target tissue has {args.min_donors} evaluation donors with the sources; lower --min-donors."
+        )
+    summary = tl.summarize_evaluation(results)
+    results.to_csv(outputs[0], index=False)
+    summary.to_csv(outputs[1], index=False)
+    first = results["sources"].iloc[0]
+    pl.imputation_comparison(results, metric=args.metric, sources=first, show=False, save=outputs[2])
+    hyfa_rows = summary[summary["method"] == "HYFA"]
+    for (setting, metric), group in hyfa_rows.groupby(["sources", "metric"], sort=False):
+        print(
+            f"HYFA, sources {setting}, {metric} r: mean over {len(group)} targets {group['mean'].mean():.3f}"
+        )
+    print("written: " + ", ".join(str(p) for p in outputs))
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the ``hyfa`` argument parser (one subparser per command)."""
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="hyfa",
+        description="HYFA: multi-tissue gene expression imputation. `hyfa COMMAND --help` documents a command.",
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
     demo = sub.add_parser(
         "demo",
         help="train and evaluate on the bundled GTEx data",
         description=DEMO_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
     )
     demo.add_argument("--preset", default="quick", choices=["quick", "paper"], help="hyperparameter preset")
     demo.add_argument("--max-epochs", type=int, default=None, help="override the preset's epochs")
     demo.add_argument("--seed", type=int, default=0, help="random seed (scvi.settings.seed)")
     demo.add_argument("--output", default=None, help="also write the table to this CSV file")
+
+    # train
+    train = sub.add_parser(
+        "train",
+        help="train HYFA on a MuData file",
+        description=TRAIN_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
+    )
+    train.add_argument("data", help="input MuData (.h5mu): one modality per tissue, donors as obs")
+    train.add_argument("model_dir", help="output model directory")
+    g = train.add_argument_group("data (hyfa.HYFA.setup_mudata)")
+    g.add_argument("--layer", default=None, help="layer holding the expression (default: .X)")
+    g.add_argument(
+        "--tissues", nargs="+", metavar="TISSUE", default=None, help="modalities to model (default: all)"
+    )
+    g.add_argument(
+        "--gene-mask-key", default=None, help="boolean var column selecting the genes (e.g. common)"
+    )
+    g.add_argument(
+        "--categorical-covariate-keys",
+        nargs="+",
+        metavar="COLUMN",
+        default=None,
+        help="mdata.obs columns (e.g. sex)",
+    )
+    g.add_argument(
+        "--continuous-covariate-keys",
+        nargs="+",
+        metavar="COLUMN",
+        default=None,
+        help="mdata.obs columns (e.g. age)",
+    )
+    g = train.add_argument_group("donor split")
+    g.add_argument(
+        "--split-key", default=None, help='mdata.obs column: "train", "val"/"validation", other = test'
+    )
+    g.add_argument(
+        "--train-donors", metavar="FILE", default=None, help="file of training donor names, one a line"
+    )
+    g.add_argument("--validation-donors", metavar="FILE", default=None, help="file of validation donor names")
+    g = train.add_argument_group("hyperparameters")
+    g.add_argument(
+        "--preset",
+        choices=["quick", "paper"],
+        default=None,
+        help="named preset (default: hyfa.HYFA's defaults)",
+    )
+    g.add_argument(
+        "--model-param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a hyfa.HYFA argument, e.g. n_metagenes=20 or norm=layer (repeatable; overrides the preset)",
+    )
+    g.add_argument("--max-epochs", type=int, default=None, help="epochs (preset's, else 200)")
+    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (preset's, else 4.56e-4)")
+    g.add_argument("--batch-size", type=int, default=None, help="donors per minibatch (preset's, else 63)")
+    g.add_argument(
+        "--early-stopping", action="store_true", help="stop when the validation loss stops improving"
+    )
+    g = train.add_argument_group("hardware (Lightning)")
+    g.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default)")
+    g.add_argument(
+        "--devices", default="auto", help="number of devices, comma-separated ids, or auto (default)"
+    )
+    g.add_argument("--strategy", default=None, help="e.g. ddp, ddp_spawn, ddp_find_unused_parameters_true")
+    g.add_argument("--num-nodes", type=int, default=1, help="machines (multi-node DDP, e.g. under SLURM)")
+    g.add_argument("--precision", default=None, help="e.g. 32-true (default), bf16-mixed, 16-mixed")
+    train.add_argument("--seed", type=int, default=0, help="random seed (scvi.settings.seed; default 0)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    train.add_argument("--no-progress-bar", action="store_true", help="no progress bar (e.g. in batch logs)")
+
+    # impute
+    impute = sub.add_parser(
+        "impute",
+        help="impute tissues into an .h5mu file",
+        description=IMPUTE_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
+    )
+    impute.add_argument("model_dir", help="model directory written by `hyfa train` (or hyfa.HYFA.save)")
+    impute.add_argument(
+        "data", help="MuData (.h5mu) with the donors' source tissues, set up like the training data"
+    )
+    impute.add_argument("output", help="output .h5mu file, one modality per target tissue")
+    impute.add_argument(
+        "--missing-only", action="store_true", help="only the donor x tissue pairs not measured"
+    )
+    impute.add_argument(
+        "--targets", nargs="+", metavar="TISSUE", default=None, help="target tissues (default: all)"
+    )
+    impute.add_argument(
+        "--sources",
+        nargs="+",
+        metavar="TISSUE",
+        default=None,
+        help="source tissues (default: each donor's own)",
+    )
+    impute.add_argument(
+        "--donors-file", metavar="FILE", default=None, help="donor names, one a line (default: all)"
+    )
+    impute.add_argument(
+        "--chunk", metavar="I/N", default=None, help="only the I-th of N donor chunks (1 <= I <= N)"
+    )
+    impute.add_argument("--batch-size", type=int, default=None, help="donors per minibatch")
+    impute.add_argument(
+        "--library-size", default="latent", help="counts models: latent (default), observed, or a number"
+    )
+    impute.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    impute.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    impute.add_argument("--no-progress-bar", action="store_true", help="no progress bar")
+
+    # merge
+    merge = sub.add_parser(
+        "merge",
+        help="join the outputs of `hyfa impute --chunk` jobs",
+        description=MERGE_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
+    )
+    merge.add_argument("output", help="merged .h5mu file")
+    merge.add_argument("parts", nargs="+", help=".h5mu files written by `hyfa impute --chunk I/N`")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    # evaluate
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score held-out donors: CSV tables and a figure",
+        description=EVALUATE_HELP,
+        epilog=EXIT_STATUS,
+        formatter_class=raw,
+    )
+    evaluate.add_argument("model_dir", help="model directory written by `hyfa train`")
+    evaluate.add_argument("data", help="MuData (.h5mu) with the evaluation donors' measured tissues")
+    evaluate.add_argument("prefix", help="output prefix: writes PREFIX.csv, PREFIX_summary.csv, PREFIX.png")
+    evaluate.add_argument(
+        "--donors-file",
+        metavar="FILE",
+        default=None,
+        help="evaluation donors (default: the model's test donors)",
+    )
+    evaluate.add_argument(
+        "--sources",
+        nargs="+",
+        default=["paper"],
+        metavar="SOURCES",
+        help="paper (default), all, or tissue names",
+    )
+    evaluate.add_argument(
+        "--targets", nargs="+", metavar="TISSUE", default=None, help="candidate target tissues"
+    )
+    evaluate.add_argument(
+        "--baselines",
+        choices=["default", "none"],
+        default="default",
+        help="compare with the paper's baselines",
+    )
+    evaluate.add_argument(
+        "--layer", default=None, help="layer of the measured expression (default: the model's)"
+    )
+    evaluate.add_argument(
+        "--covariate-keys", nargs="+", metavar="COLUMN", default=None, help="for kNN and TEEBoT"
+    )
+    evaluate.add_argument("--min-donors", type=int, default=25, help="donors a target needs (default 25)")
+    evaluate.add_argument(
+        "--metric", choices=["per-gene", "per-sample"], default="per-gene", help="metric of the figure"
+    )
+    evaluate.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"hyfa {version('hyfa')}"
+    except PackageNotFoundError:  # pragma: no cover
+        return "hyfa (not installed)"
+
+
+COMMANDS = {"train": _train, "impute": _impute, "merge": _merge, "evaluate": _evaluate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``hyfa`` command line; return the exit status (see ``hyfa --help``)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         return _demo(args)
-    return 2  # pragma: no cover
+    subparser = parser._subparsers._group_actions[0].choices[args.command]
+    try:
+        return COMMANDS[args.command](args, subparser)
+    except (CLIError, ValueError, KeyError, FileExistsError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"hyfa {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
