@@ -2,9 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, pl, pp, tl
-from ._presets import PRESETS, Preset, preset
-from .model import HYFA
+import torch as _torch
+
+from ._compat import check_torch as _check_torch
+
+_check_torch(_torch.__version__)
+
+from . import data, pl, pp, tl  # noqa: E402
+from ._presets import PRESETS, Preset, preset  # noqa: E402
+from .model import HYFA  # noqa: E402
 
 try:
     __version__ = version("hyfa")

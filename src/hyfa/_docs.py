@@ -67,3 +67,12 @@ source_count_exponent
     0.292-0.298, with all other tissues as sources about unchanged (0.324-0.326 vs 0.320-0.332).
 validation_seed
     Seed of the fixed source/target split of validation donors (evaluated in eval mode)."""
+
+baseline_data = """\
+mdata
+    Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
+layer
+    Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
+gene_mask_key
+    Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
+    in the order of the first tissue). ``None`` uses all genes shared by the tissues."""

@@ -11,6 +11,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LinearRegression
 from sklearn.metrics.pairwise import nan_euclidean_distances
 
+from hyfa._docs import baseline_data, doc_params
 from hyfa._utils import as_list as _as_list
 
 from ._baseline_base import _BaseImputation
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MeanImputation", "SurrogateImputation", "KNNImputation", "TEEBoT"]
 
 
+@doc_params(baseline_data=baseline_data)
 class MeanImputation(_BaseImputation):
     """Predict every donor's target-tissue expression as the per-gene training mean of that tissue.
 
@@ -29,13 +31,7 @@ class MeanImputation(_BaseImputation):
 
     Parameters
     ----------
-    mdata
-        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
-    layer
-        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
-    gene_mask_key
-        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
-        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    {baseline_data}
 
     Examples
     --------
@@ -52,6 +48,7 @@ class MeanImputation(_BaseImputation):
         return np.broadcast_to(mean, (len(donors), len(mean)))
 
 
+@doc_params(baseline_data=baseline_data)
 class SurrogateImputation(_BaseImputation):
     """Predict a donor's target-tissue expression as the donor's own expression in a surrogate tissue.
 
@@ -60,13 +57,7 @@ class SurrogateImputation(_BaseImputation):
 
     Parameters
     ----------
-    mdata
-        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
-    layer
-        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
-    gene_mask_key
-        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
-        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    {baseline_data}
     surrogate_tissue
         Tissue whose expression is returned as the prediction. ``source_tissues``, if given to
         :meth:`get_imputed_expression`, must be this tissue alone.
@@ -114,6 +105,7 @@ class SurrogateImputation(_BaseImputation):
         return pred
 
 
+@doc_params(baseline_data=baseline_data)
 class KNNImputation(_BaseImputation):
     """Predict target-tissue expression from the k training donors closest in the source tissues.
 
@@ -128,13 +120,7 @@ class KNNImputation(_BaseImputation):
 
     Parameters
     ----------
-    mdata
-        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
-    layer
-        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
-    gene_mask_key
-        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
-        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    {baseline_data}
     n_neighbors
         Number of neighbours (capped at the number of training donors available).
     covariate_keys
@@ -195,6 +181,7 @@ class KNNImputation(_BaseImputation):
         return weights @ train_target
 
 
+@doc_params(baseline_data=baseline_data)
 class TEEBoT(_BaseImputation):
     """Predict target-tissue expression by linear regression on principal components of source tissues.
 
@@ -206,13 +193,7 @@ class TEEBoT(_BaseImputation):
 
     Parameters
     ----------
-    mdata
-        Multi-tissue data; each modality is a tissue (donors x genes), donors matched by name.
-    layer
-        Layer holding the expression to impute (e.g. ``"normalized"``); ``None`` uses ``.X``.
-    gene_mask_key
-        Boolean column of each tissue's ``.var`` selecting the genes to use (the intersection over tissues,
-        in the order of the first tissue). ``None`` uses all genes shared by the tissues.
+    {baseline_data}
     n_components
         Number of principal components; capped at ``min(n_training_donors - 1, n_source_genes)`` (logged).
     covariate_keys
