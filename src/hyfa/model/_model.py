@@ -18,6 +18,7 @@ from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
 
 from ._completion import CompletionMixin
 from ._imputation import ImputationMixin
+from ._interpretation import InterpretationMixin
 from ._registration import _preview, check_counts, resolve_genes, resolve_tissues
 from ._scvi_internals import (
     VALIDATION_CHECKS,
@@ -48,7 +49,14 @@ def _check_covariates(mdata: MuData, keys: Sequence[str] | None, kind: str) -> N
             raise ValueError(f"Continuous covariate {key!r} holds infinite values.")
 
 
-class HYFA(ImputationMixin, CompletionMixin, CellTypeSignatureMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class HYFA(
+    ImputationMixin,
+    InterpretationMixin,
+    CompletionMixin,
+    CellTypeSignatureMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     """Hypergraph factorization for multi-tissue gene expression imputation :cite:p:`Vinas2023`.
 
     Each donor is a node of a hypergraph whose hyperedges join the donor, a tissue it gave and a
