@@ -156,3 +156,97 @@ def check_api_listed(api_dir: Path, modules: list[str]) -> None:
                 logger.warning(
                     "%s.%s is public (in __all__) but no page of docs/api/ lists it", modname, name
                 )
+
+
+# -- intersphinx: only the inventories that can be fetched ---------------------------------------
+
+#: Top-level packages documented by each intersphinx project, for dropping the references into a
+#: project whose inventory could not be fetched (``python``: every standard-library module).
+PROJECT_PACKAGES = {
+    "python": tuple(sys.stdlib_module_names) + ("builtins",),
+    "scvi-tools": ("scvi",),
+    "sklearn": ("sklearn",),
+}
+
+
+def reachable_inventories(mapping: dict, timeout: float = 10) -> tuple[dict, list[str]]:
+    """Return ``(mapping of the projects whose objects.inv can be fetched, names of the others)``.
+
+    One unreachable site (a timeout, an outage) would otherwise fail an online build under
+    ``-W``: intersphinx warns that it cannot fetch the inventory, and every reference into that
+    project then warns as unresolved. Each inventory is fetched once here (``timeout`` seconds);
+    the projects that fail are reported (logged, not a warning) and left out, and
+    :func:`make_skip_unreachable` drops the unresolved references into exactly those projects.
+    """
+    import urllib.request
+
+    kept, dropped = {}, []
+    for name, (url, inventory) in mapping.items():
+        target = inventory or url.rstrip("/") + "/objects.inv"
+        try:
+            with urllib.request.urlopen(target, timeout=timeout) as response:  # noqa: S310 - fixed https URLs
+                response.read(64)
+        except (OSError, ValueError) as error:
+            logger.info("intersphinx: %s unreachable (%s); its references are not checked", target, error)
+            dropped.append(name)
+        else:
+            kept[name] = (url, inventory)
+    return kept, dropped
+
+
+def make_skip_unreachable(dropped: list[str]):
+    """Return a ``warn-missing-reference`` handler dropping references into the ``dropped`` projects only."""
+    packages = {pkg for name in dropped for pkg in PROJECT_PACKAGES.get(name, (name,))}
+
+    def skip(app, domain, node) -> bool | None:
+        if domain is None or domain.name != "py":
+            return None
+        target = node.get("reftarget", "").lstrip("~.")
+        return True if target.split(".")[0] in packages else None
+
+    return skip
+
+
+# -- docstrings ----------------------------------------------------------------------------------
+
+
+def drop_typehints_return_marker(app, what, name, obj, options, lines) -> None:
+    """Undo sphinx-autodoc-typehints' ``:`` under a numpy ``Returns`` header (``autodoc-process-docstring``).
+
+    The extension inserts a line ``:`` below ``Returns`` / ``-------`` so that napoleon does not
+    read the first line as a type. hyfa's ``Returns`` sections are prose rendered as written
+    (``napoleon_custom_sections`` in conf.py), so the marker would show as a stray ``:``. Runs
+    after the extension's handler and before napoleon's (both at priority 499/500).
+    """
+    for i in range(2, len(lines)):
+        if lines[i] == ":" and lines[i - 2].strip().lower() == "returns" and set(lines[i - 1].strip()) == {"-"}:
+            del lines[i]
+            return
+
+
+def module_data_docstring(app, what, name, obj, options, lines) -> None:
+    """Use the ``#:`` comment of a module-level constant that a package re-exports (``autodoc-process-docstring``).
+
+    autodoc looks for ``#:`` comments in the module it documents the name in (``hyfa.tl``), not
+    where the constant is defined (``hyfa.tl._settings``), and falls back to the docstring of the
+    value's type (a tuple's "Built-in immutable sequence"), or to nothing. This finds the comment
+    in the hyfa module that defines the same object.
+    """
+    if what not in ("data", "attribute") or not name.startswith("hyfa."):
+        return
+    type_doc = (type(obj).__doc__ or "").strip()
+    if lines and "\n".join(lines).strip() != type_doc and "\n".join(lines).strip():
+        return
+    from sphinx.pycode import ModuleAnalyzer
+
+    attr = name.rsplit(".", 1)[1]
+    for modname, module in sorted(sys.modules.items()):
+        if not modname.startswith("hyfa.") or getattr(module, attr, None) is not obj:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:  # noqa: BLE001 - not analyzable (no source): try the next module
+            continue
+        if ("", attr) in docs:
+            lines[:] = list(docs[("", attr)])
+            return
