@@ -117,8 +117,8 @@ class HYFA(
     Defaults are the paper's tuned configuration, except ``source_count_exponent``. That configuration
     (50 metagenes x 98 factors) was tuned for ~12,500 genes; for a panel of tens to hundreds of genes a
     smaller model trains several times faster and imputes as well or better, e.g. the ``quick`` preset
-    of ``hyfa demo`` (10 metagenes x 32 factors, 8 heads x 16, embeddings 64 / 32 / 16, decoder width
-    128, learning rate 2e-3). Training defaults (Adam, learning rate
+    (:func:`hyfa.preset`; 10 metagenes x 32 factors, 8 heads x 16, embeddings 64 / 32 / 16, decoder
+    width 128, learning rate 2e-3), as in the example below. Training defaults (Adam, learning rate
     4.56e-4, no weight decay, 63 donors per batch, 200 epochs) are in :meth:`train`.
 
     Examples
@@ -126,8 +126,9 @@ class HYFA(
     >>> mdata = hyfa.data.gtex_acmg59()
     >>> hyfa.pp.normalize_gtex(mdata)
     >>> hyfa.HYFA.setup_mudata(mdata, layer="normalized", gene_mask_key="common")
-    >>> model = hyfa.HYFA(mdata)
-    >>> model.train(split_key="split")
+    >>> quick = hyfa.preset("quick")  # a small gene panel; the defaults suit whole transcriptomes
+    >>> model = hyfa.HYFA(mdata, **quick.model)
+    >>> model.train(split_key="split", **quick.train)
     >>> lung = model.get_imputed_expression(target_tissues="Lung", source_tissues=["Whole_Blood"])
     """
 
