@@ -3,6 +3,7 @@
 from ._bundled import gtex_acmg59
 from ._gtex import read_gtex
 from ._long import from_long, to_long
+from ._genotypes import simulate_eqtl
 from ._simulate import simulate
 from ._simulate_single_cell import simulate_single_cell
 from ._tissue import PAPER_DROPPED_TISSUES, tissue_id
@@ -11,6 +12,7 @@ __all__ = [
     "read_gtex",
     "gtex_acmg59",
     "simulate",
+    "simulate_eqtl",
     "simulate_single_cell",
     "from_long",
     "to_long",
