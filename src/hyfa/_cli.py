@@ -109,6 +109,20 @@ def _devices(text: str):
     return int(text)
 
 
+def _global_rank() -> int:
+    """Return the rank of this process in a multi-process (DDP) training run; 0 when there is none."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
 def _quiet_scvi() -> None:
     import logging
 
@@ -229,6 +243,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         **trainer_kwargs,
     )
     seconds = time.perf_counter() - start
+    if _global_rank() != 0:
+        return 0  # another process of a multi-process (DDP) run: the first one saves the model
     model.save(str(out), overwrite=args.overwrite, save_anndata=False)
     record = {
         "data": str(data),
@@ -524,7 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--devices", default="auto", help="number of devices, comma-separated ids, or auto (default)"
     )
-    g.add_argument("--strategy", default=None, help="e.g. ddp, ddp_spawn, ddp_find_unused_parameters_true")
+    g.add_argument(
+        "--strategy",
+        default=None,
+        help="e.g. ddp (several devices or nodes; see the docs' GPUs and clusters page)",
+    )
     g.add_argument("--num-nodes", type=int, default=1, help="machines (multi-node DDP, e.g. under SLURM)")
     g.add_argument("--precision", default=None, help="e.g. 32-true (default), bf16-mixed, 16-mixed")
     train.add_argument("--seed", type=int, default=0, help="random seed (scvi.settings.seed; default 0)")
