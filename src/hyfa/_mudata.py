@@ -1,4 +1,4 @@
-"""Assembling a MuData of tissues whose global ``.obs`` holds only donor-level columns, in a given order."""
+"""Building MuData of many tissues quickly and quietly: shared by hyfa.data, hyfa.pp and the model."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _no_pull():
 
 
 @contextlib.contextmanager
-def _quiet_update():
+def quiet_update():
     """Return a context for building MuData of many tissues without pulled columns, warnings or waste.
 
     mudata's ``update()`` records each modality's positions by slicing a donors (or genes) x
@@ -65,7 +65,7 @@ def build_mudata(mods: Mapping[str, AnnData], obs: pd.DataFrame, uns: dict | Non
             raise AssertionError(
                 f"Modality {name!r} has donors absent from the global obs: {list(missing[:5])}."
             )
-    with _quiet_update():
+    with quiet_update():
         mdata = MuData(dict(mods), obs=pd.DataFrame(index=donors))
         mdata.update()
     if not mdata.obs_names.equals(donors):  # pragma: no cover - mudata changed how it orders donors
@@ -80,5 +80,5 @@ def build_mudata(mods: Mapping[str, AnnData], obs: pd.DataFrame, uns: dict | Non
 
 def copy_mudata(mdata: MuData) -> MuData:
     """Return a full copy of ``mdata`` that keeps its donor order and its global ``.obs`` columns as they are."""
-    with _quiet_update():
+    with quiet_update():
         return mdata.copy()

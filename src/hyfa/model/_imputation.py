@@ -26,6 +26,7 @@ from scvi import settings
 from scvi.utils import track
 
 from hyfa._constants import REGISTRY_KEYS
+from hyfa._mudata import quiet_update
 from hyfa._utils import as_list
 
 from ._registration import _preview
@@ -88,7 +89,9 @@ class ImputationMixin:
         observed = np.asarray(manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[indices] > 0
         source_names = self._tissue_argument(source_tissues, "source_tissues")
         source_idx = self._tissue_positions(source_names, "source tissues")
-        targets = self._tissue_positions(self._tissue_argument(target_tissues, "target_tissues"), "target tissues")
+        targets = self._tissue_positions(
+            self._tissue_argument(target_tissues, "target_tissues"), "target tissues"
+        )
         allowed = np.zeros(len(self.tissues), dtype=bool)
         allowed[source_idx] = True
         sources, keep, lacking = {}, {}, {}
@@ -124,7 +127,9 @@ class ImputationMixin:
     def _batches(self, mdata: MuData, indices: np.ndarray, batch_size: int | None, progress: bool = False):
         """Yield ``(slice, tensors)`` minibatches of donors ``indices``, in order."""
         loader = self._make_data_loader(adata=mdata, indices=indices, batch_size=batch_size, shuffle=False)
-        batches = track(loader, description="Imputing", style=settings.progress_bar_style) if progress else loader
+        batches = (
+            track(loader, description="Imputing", style=settings.progress_bar_style) if progress else loader
+        )
         start = 0
         for tensors in batches:
             n = tensors[REGISTRY_KEYS.X_KEY].shape[0]
@@ -142,15 +147,18 @@ class ImputationMixin:
     @torch.inference_mode()
     def _predictions(
         self, plan: _Plan, batch_size: int | None, library_size="latent", n_samples: int = 0, progress=False
-    ) -> Iterator[dict[int, tuple[np.ndarray, dict[str, np.ndarray]]]]:
-        """Yield, per minibatch, ``{target: (donor positions in the plan, module.predict outputs)}``."""
+    ) -> Iterator[tuple[int, np.ndarray, dict[str, np.ndarray]]]:
+        """Yield ``(target, donor positions in the plan, module.predict outputs)`` per minibatch and target."""
         self.module.eval()
         device = self.module.device
         for rows, tensors in self._batches(plan.mdata, plan.indices, batch_size, progress):
             x = tensors[REGISTRY_KEYS.X_KEY].to(device)
             covs = {
                 name: tensors[key].to(device) if key in tensors else None
-                for name, key in (("cat_covs", REGISTRY_KEYS.CAT_COVS_KEY), ("cont_covs", REGISTRY_KEYS.CONT_COVS_KEY))
+                for name, key in (
+                    ("cat_covs", REGISTRY_KEYS.CAT_COVS_KEY),
+                    ("cont_covs", REGISTRY_KEYS.CONT_COVS_KEY),
+                )
             }
             local = {t: np.flatnonzero(plan.keep[t][rows]) for t in plan.targets}
             sets = np.concatenate(
@@ -159,27 +167,27 @@ class ImputationMixin:
             if not len(sets):
                 continue
             unique, inverse = np.unique(sets, axis=0, return_inverse=True)
+            inverse = torch.as_tensor(inverse.ravel(), device=device)
             h = self.module.embed_source_sets(
                 x,
                 torch.as_tensor(unique[:, 0], device=device),
                 torch.as_tensor(unique[:, 1:].astype(bool), device=device),
                 **covs,
             )
-            out, offset = {}, 0
+            offset = 0
             for t in plan.targets:
                 n = len(local[t])
                 if n == 0:
                     continue
                 donor_rows = torch.as_tensor(local[t], device=device)
                 pred = self.module.predict(
-                    h[torch.as_tensor(inverse.ravel()[offset : offset + n], device=device)],
+                    h[inverse[offset : offset + n]],
                     torch.full((n,), t, device=device),
                     library=self._library(x, donor_rows, t, library_size),
                     n_samples=n_samples,
                 )
-                out[t] = (local[t] + rows.start, {k: v.float().cpu().numpy() for k, v in pred.items()})
                 offset += n
-            yield out
+                yield t, local[t] + rows.start, {k: v.float().cpu().numpy() for k, v in pred.items()}
 
     def _target_obs(self, plan: _Plan, t: int) -> pd.DataFrame:
         columns = [c for c in plan.mdata.obs.columns if ":" not in c and not c.startswith("_")]
@@ -192,9 +200,10 @@ class ImputationMixin:
         return pd.DataFrame(index=self.genes)
 
     def _target_uns(self, plan: _Plan, t: int) -> dict:
+        tissues = self.tissues
         return {
-            "target_tissue": self.tissues[t],
-            "source_tissues": [self.tissues[k] for k in plan.used_sources(t)],
+            "target_tissue": tissues[t],
+            "source_tissues": [tissues[k] for k in plan.used_sources(t)],
             "exclude_target": plan.exclude_target,
         }
 
@@ -298,28 +307,34 @@ class ImputationMixin:
         means = {t: np.empty((size[t], n_genes), np.float32) for t in plan.targets}
         sds = {t: np.empty((size[t], n_genes), np.float32) for t in plan.targets}
         libraries = {t: np.empty(size[t], np.float32) for t in plan.targets}
-        draws = {t: np.empty((n_samples, size[t], n_genes), np.float32) for t in plan.targets} if sample else {}
-        for batch in self._predictions(plan, batch_size, library_size, n_samples if sample else 0):
-            for t, (donor_pos, pred) in batch.items():
-                rows = position[t][donor_pos]
-                means[t][rows], sds[t][rows] = pred["mean"], pred["sd"]
-                if "library" in pred:
-                    libraries[t][rows] = pred["library"]
-                if sample:
-                    draws[t][:, rows] = pred["samples"]
+        draws = (
+            {t: np.empty((n_samples, size[t], n_genes), np.float32) for t in plan.targets} if sample else {}
+        )
+        for t, donor_pos, pred in self._predictions(
+            plan, batch_size, library_size, n_samples if sample else 0
+        ):
+            rows = position[t][donor_pos]
+            means[t][rows], sds[t][rows] = pred["mean"], pred["sd"]
+            if "library" in pred:
+                libraries[t][rows] = pred["library"]
+            if sample:
+                draws[t][:, rows] = pred["samples"]
         adatas = {}
         for t in plan.targets:
             X = draws[t].mean(axis=0) if n_samples > 1 else means[t]
-            adata = AnnData(X=X, obs=self._target_obs(plan, t), var=self._target_var(plan, t), layers={"sd": sds[t]})
+            adata = AnnData(
+                X=X, obs=self._target_obs(plan, t), var=self._target_var(plan, t), layers={"sd": sds[t]}
+            )
             if self.module.counts:
                 adata.obs["library_size"] = libraries[t]
             adata.uns["hyfa"] = self._target_uns(plan, t)
             adatas[self.tissues[t]] = adata
         first = self.tissues[plan.targets[0]]
-        from hyfa._quiet import quiet_mudata  # no pull_on_update FutureWarning (#16)
-
-        with quiet_mudata():
-            result = adatas[first] if single else MuData(adatas)
+        if single:
+            result = adatas[first]
+        else:  # quiet_update: no pull_on_update warnings, and copy-on-write (mudata's update is slow without)
+            with quiet_update():
+                result = MuData(adatas)
         if not return_samples:
             return result
         samples = {self.tissues[t]: draws[t] for t in plan.targets}
@@ -371,14 +386,19 @@ class ImputationMixin:
         with writer:
             writer.create(
                 {
-                    names[t]: (self._target_obs(plan, t), self._target_var(plan, t), self._target_uns(plan, t))
+                    names[t]: (
+                        self._target_obs(plan, t),
+                        self._target_var(plan, t),
+                        self._target_uns(plan, t),
+                    )
                     for t in plan.targets
                 },
                 library=self.module.counts,
             )
-            for batch in self._predictions(plan, batch_size, library_size, progress=progress_bar):
-                for t, (donor_pos, pred) in batch.items():
-                    writer.write(names[t], position[t][donor_pos], pred)
+            for t, donor_pos, pred in self._predictions(
+                plan, batch_size, library_size, progress=progress_bar
+            ):
+                writer.write(names[t], position[t][donor_pos], pred)
         logger.info("Wrote %d imputed tissues to %s.", len(plan.targets), filename)
 
     @torch.inference_mode()

@@ -1,24 +1,22 @@
 """Streams imputed tissues into an ``.h5mu`` file minibatch by minibatch, holding none of them whole.
 
-The file is first written as a MuData whose modalities have ``obs``, ``var`` and ``uns`` but no
-``X``; each modality then gets ``X`` and ``layers["sd"]`` datasets in the AnnData on-disk format,
-filled row block by row block. It is written under a temporary name and renamed when complete, so
+The file is first written as the skeleton of a MuData (its on-disk format, written with anndata's
+``write_elem``: building a MuData of many tissues in memory is slow): per tissue ``obs``, ``var``,
+``uns`` and empty ``X`` / ``layers["sd"]`` datasets, filled row block by row block. It is written under a temporary name and renamed when complete, so
 an interrupted run never leaves a file that looks finished, and an existing file is never replaced
 unless asked.
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from os import PathLike
 from pathlib import Path
 
 import h5py
-import mudata
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from anndata.io import write_elem
 
 #: HDF5 attributes of a dense array in the AnnData on-disk format.
 _ARRAY_ATTRS = {"encoding-type": "array", "encoding-version": "0.2.0"}
@@ -54,29 +52,27 @@ class ImputedWriter:
         library
             Add an ``obs["library_size"]`` column (count likelihoods).
         """
-        mods = {}
-        for name, (obs, var, uns) in tissues.items():
-            obs = obs.copy()
-            if library:
-                obs["library_size"] = np.zeros(len(obs), np.float32)
-            mods[name] = AnnData(obs=obs, var=var, uns={"hyfa": uns})
-        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=r".*(not unique|Cannot join).*", category=UserWarning)
-            with contextlib.suppress(ValueError):  # mudata versions without the option
-                stack.enter_context(mudata.set_options(pull_on_update=False))
-            mudata.MuData(mods).write_h5mu(self.partial)
+        with h5py.File(self.partial, "w") as file:
+            file.attrs.update({"encoding-type": "MuData", "encoding-version": "0.1.0", "encoder": "hyfa"})
+            mods = file.create_group("mod")
+            mods.attrs["mod-order"] = np.array(list(tissues), dtype=object)
+            donors = []
+            for name, (obs, var, uns) in tissues.items():
+                obs = obs.copy()
+                if library:
+                    obs["library_size"] = np.zeros(len(obs), np.float32)
+                write_elem(mods, name, AnnData(obs=obs, var=var, uns={"hyfa": uns}))
+                group = mods[name]
+                for parent, key in ((group, "X"), (group["layers"], "sd")):
+                    if key in parent:  # an empty placeholder (AnnData without X)
+                        del parent[key]
+                    dataset = parent.create_dataset(key, shape=(len(obs), len(var)), dtype=np.float32)
+                    dataset.attrs.update(_ARRAY_ATTRS)
+                donors.append(obs.index)
+            # MuData's global tables: the union of donors, and every tissue's genes in turn
+            write_elem(file, "obs", pd.DataFrame(index=pd.Index(np.unique(np.concatenate(donors)))))
+            write_elem(file, "var", pd.DataFrame(index=np.concatenate([v.index for _, v, _ in tissues.values()])))
         self._file = h5py.File(self.partial, "r+")
-        for name, adata in mods.items():
-            group = self._file["mod"][name]
-            if "layers" not in group:
-                layers = group.create_group("layers")
-                layers.attrs.update({"encoding-type": "dict", "encoding-version": "0.1.0"})
-            for parent, key in ((group, "X"), (group["layers"], "sd")):
-                if key in parent:  # an empty placeholder (AnnData without X)
-                    del parent[key]
-                dataset = parent.create_dataset(key, shape=adata.shape, dtype=np.float32)
-                dataset.attrs.update(_ARRAY_ATTRS)
 
     def write(self, tissue: str, rows: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
         """Write rows ``rows`` (increasing) of ``tissue``: ``"mean"`` to ``X``, ``"sd"``, and ``"library"`` if given."""

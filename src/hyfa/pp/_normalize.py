@@ -11,7 +11,7 @@ from mudata import MuData
 from rnanorm import TMM
 from scipy import special, stats
 
-from hyfa.data._mudata import copy_mudata
+from hyfa._mudata import copy_mudata
 from hyfa.data._validate import _dense, _duplicates, _preview, check_counts, check_finite_nonnegative
 
 logger = logging.getLogger(__name__)
