@@ -60,6 +60,19 @@ class CompletionMixin:
         plan = self._plan(mdata, donors, source_tissues, tissues, exclude_target=False, missing_only=True)
         return _Completion(self, plan)
 
+    def _completion_predictions(self, plan, batch_size, library_size, progress: bool = False):
+        """Yield ``(target, donor positions in the plan, predictions)`` from the imputation loop.
+
+        Accepts both forms of the loop's minibatches: one ``{target: (positions, predictions)}``
+        dict per minibatch, or one ``(target, positions, predictions)`` tuple per minibatch and target.
+        """
+        for item in self._predictions(plan, batch_size, library_size, progress=progress):
+            if isinstance(item, dict):
+                for t, (donor_pos, pred) in item.items():
+                    yield t, donor_pos, pred
+            else:
+                yield item
+
     def _check_completion_library(self, library_size) -> None:
         self._check_library_size(library_size)
         if isinstance(library_size, str) and library_size == "observed":
@@ -142,12 +155,11 @@ class CompletionMixin:
             if self.module.counts:
                 library[t] = np.zeros(n, np.float32)
                 library[t][out_rows] = X[t][out_rows].sum(axis=1)
-        for batch in self._predictions(plan, batch_size, library_size):
-            for t, (donor_pos, pred) in batch.items():
-                rows = comp.position[t][donor_pos]
-                X[t][rows], sd[t][rows] = pred["mean"], pred["sd"]
-                if "library" in pred:
-                    library[t][rows] = pred["library"]
+        for t, donor_pos, pred in self._completion_predictions(plan, batch_size, library_size):
+            rows = comp.position[t][donor_pos]
+            X[t][rows], sd[t][rows] = pred["mean"], pred["sd"]
+            if "library" in pred:
+                library[t][rows] = pred["library"]
         adatas = {}
         for t in plan.targets:
             adata = AnnData(
@@ -215,7 +227,8 @@ class CompletionMixin:
                     if self.module.counts:
                         block["library"] = values.sum(axis=1)
                     writer.write(names[t], out_rows[part], block)
-            for batch in self._predictions(plan, batch_size, library_size, progress=progress_bar):
-                for t, (donor_pos, pred) in batch.items():
-                    writer.write(names[t], comp.position[t][donor_pos], pred)
+            for t, donor_pos, pred in self._completion_predictions(
+                plan, batch_size, library_size, progress=progress_bar
+            ):
+                writer.write(names[t], comp.position[t][donor_pos], pred)
         logger.info("Wrote %d completed tissues to %s.", len(plan.targets), filename)
