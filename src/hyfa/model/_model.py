@@ -392,9 +392,10 @@ class HYFA(
             Passed to :class:`scvi.train.TrainingPlan`; overrides the optimizer settings above.
         **trainer_kwargs
             Passed to :class:`scvi.train.Trainer`. ``precision="bf16-mixed"`` trains in bfloat16
-            autocast: about 2x faster on CPUs with AVX512-BF16 or AMX (slower on CPUs without
-            them), with per-gene Pearson within 0.001 of float32 on the bundled GTEx data
-            (``benchmarks/train_speed.py``). float32 stays the default.
+            autocast (opt-in; float32 stays the default): on CPUs with AVX512-BF16 or AMX about
+            2x faster than float32 at whole-transcriptome scale (12,557 genes: 2.15x in CPU time
+            per step, ``benchmarks/train_step_ab.py``; slower on CPUs without them), with per-gene
+            Pearson within 0.005 of float32 on the bundled GTEx data at equal epochs (2 seeds).
         """
         datasplitter_kwargs = dict(datasplitter_kwargs or {})
         split = self._donor_split(train_donors, validation_donors, split_key)
