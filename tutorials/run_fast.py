@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     # The kernel inherits the environment: fast mode, no display.
     os.environ["HYFA_TUTORIAL_FAST"] = "1"
     os.environ["MPLBACKEND"] = "Agg"
+    # The notebooks' first cell imports tutorials/_setup.py; the kernel runs in a temporary directory.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TUTORIALS), os.environ.get("PYTHONPATH")]))
     failed = []
     with tempfile.TemporaryDirectory(prefix="hyfa-tutorials-") as tmp:
         root = args.keep or Path(tmp)
