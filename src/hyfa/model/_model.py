@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from mudata import MuData
-from scvi.data.fields import MuDataCategoricalJointObsField, MuDataNumericalJointObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
@@ -19,34 +18,37 @@ from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
 from ._completion import CompletionMixin
 from ._imputation import ImputationMixin
 from ._interpretation import InterpretationMixin
-from ._registration import _preview, check_counts, resolve_genes, resolve_tissues
+from ._registration import check_counts, resolve_genes, resolve_tissues
 from ._scvi_internals import (
     VALIDATION_CHECKS,
+    CategoricalCovariatesField,
+    ContinuousCovariatesField,
     DonorIndicesField,
     HYFADataManager,
     ObservedTissuesField,
     SampleRowsField,
+    check_new_counts,
     registered_tissues_and_genes,
     sample_rows_of,
     tissue_blocks,
 )
 from ._signatures import CellTypeSignatureMixin
+from ._validation import (
+    _preview,
+    check_covariates,
+    check_fraction,
+    check_positive_int,
+    check_positive_number,
+    check_saved_model,
+    check_training_donors,
+    split_labels,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Learning rate of the paper's tuned configuration.
 PAPER_LR = 4.56e-4
 
-
-def _check_covariates(mdata: MuData, keys: Sequence[str] | None, kind: str) -> None:
-    for key in keys or []:
-        if key not in mdata.obs.columns:
-            raise KeyError(f"{kind} covariate {key!r} is not a column of mdata.obs.")
-        missing = mdata.obs_names[pd.isna(mdata.obs[key]).to_numpy()]
-        if len(missing):
-            raise ValueError(f"{kind} covariate {key!r} is missing for donors {_preview(missing)}.")
-        if kind == "continuous" and not np.isfinite(mdata.obs[key].to_numpy(dtype=float)).all():
-            raise ValueError(f"Continuous covariate {key!r} holds infinite values.")
 
 
 class HYFA(
@@ -236,6 +238,13 @@ class HYFA(
             "log_library_sd": float(logs.std()) if len(logs) > 1 else 1.0,
         }
 
+    def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True, **kwargs):
+        """Register new data against the model; count models first check that they hold raw counts."""
+        module = getattr(self, "module", None)
+        if adata is not None and module is not None and module.counts and self.get_anndata_manager(adata) is None:
+            check_new_counts(adata, self.registry_)
+        return super()._validate_anndata(adata, copy_if_view=copy_if_view, **kwargs)
+
     # -- registration -------------------------------------------------------------------------
     @classmethod
     def setup_anndata(cls, *args, **kwargs):
@@ -295,8 +304,8 @@ class HYFA(
         else:
             tissue_list = resolve_tissues(mdata, tissues)
             genes = resolve_genes(mdata, tissue_list, gene_mask_key)
-        _check_covariates(mdata, categorical_covariate_keys, "categorical")
-        _check_covariates(mdata, continuous_covariate_keys, "continuous")
+            check_covariates(mdata, categorical_covariate_keys, "categorical")
+            check_covariates(mdata, continuous_covariate_keys, "continuous")
         field_args = {
             "tissues": tissue_list,
             "genes": genes,
@@ -307,12 +316,8 @@ class HYFA(
             SampleRowsField(REGISTRY_KEYS.X_KEY, **field_args),
             ObservedTissuesField(REGISTRY_KEYS.OBSERVED_KEY, **field_args),
             DonorIndicesField(REGISTRY_KEYS.INDICES_KEY, INDICES_OBS_KEY, mod_key=None),
-            MuDataCategoricalJointObsField(
-                REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=None
-            ),
-            MuDataNumericalJointObsField(
-                REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=None
-            ),
+            CategoricalCovariatesField(REGISTRY_KEYS.CAT_COVS_KEY, categorical_covariate_keys, mod_key=None),
+            ContinuousCovariatesField(REGISTRY_KEYS.CONT_COVS_KEY, continuous_covariate_keys, mod_key=None),
         ]
         adata_manager = HYFADataManager(
             fields=fields, setup_method_args=setup_method_args, validation_checks=VALIDATION_CHECKS
@@ -320,15 +325,45 @@ class HYFA(
         adata_manager.register_fields(mdata, **kwargs)
         cls.register_manager(adata_manager)
 
+    def _registered_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return the registered tissues and genes, read from the registry once (it is slow to read)."""
+        if "_names_cache" not in self.__dict__:
+            tissues, genes = registered_tissues_and_genes(self.adata_manager)
+            self.__dict__["_names_cache"] = (tuple(tissues), tuple(genes))
+        return self.__dict__["_names_cache"]
+
     @property
     def tissues(self) -> list[str]:
         """Tissues the model knows, in registry order."""
-        return registered_tissues_and_genes(self.adata_manager)[0]
+        return list(self._registered_names()[0])
 
     @property
     def genes(self) -> list[str]:
         """Genes the model predicts, in registry order."""
-        return registered_tissues_and_genes(self.adata_manager)[1]
+        return list(self._registered_names()[1])
+
+    # -- persistence ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, dir_path, adata: MuData | None = None, *args, prefix: str | None = None, **kwargs):
+        """Load a model saved with :meth:`save` (see :meth:`scvi.model.base.BaseModelClass.load`).
+
+        A missing folder or ``model.pt`` raises :class:`FileNotFoundError`, and a file that is not
+        a saved model raises :class:`ValueError`, each naming the file. Data given as ``adata``
+        are checked like any new data (donors, tissues, genes, covariates; raw counts for count
+        models).
+        """
+        import pickle
+        import zipfile
+
+        path = check_saved_model(dir_path, prefix)
+        try:
+            return super().load(dir_path, adata, *args, prefix=prefix, **kwargs)
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"The saved model file {path!r} is corrupted: {exc}") from exc
+        except RuntimeError as exc:
+            if "PytorchStreamReader" in str(exc) or "zip archive" in str(exc):
+                raise ValueError(f"The saved model file {path!r} is corrupted: {exc}") from exc
+            raise
 
     # -- training -----------------------------------------------------------------------------
     def train(
@@ -359,7 +394,12 @@ class HYFA(
         Donors are split, by name, in the first way given: ``train_donors`` (and
         ``validation_donors``; all other donors are held out as test donors and never seen);
         ``split_key``, a column of ``mdata.obs`` with ``"train"``, ``"val"``/``"validation"``
-        and other values (e.g. ``"test"``, held out); else a random split by ``train_size``.
+        and ``"test"`` (held out; case and surrounding spaces ignored); else a random split by
+        ``train_size``. A missing label, or one that looks like a misspelling (``"valid"``,
+        ``"tst"``), is an error; any other label (e.g. ``"unassigned"``) is held out with a warning.
+
+        Training refuses to start when no training donor gave two tissues. A minibatch whose
+        donors all gave a single tissue has no targets and adds zero loss.
 
         Parameters
         ----------
@@ -397,8 +437,19 @@ class HYFA(
             per step, ``benchmarks/train_step_ab.py``; slower on CPUs without them), with per-gene
             Pearson within 0.005 of float32 on the bundled GTEx data at equal epochs (2 seeds).
         """
+        max_epochs = check_positive_int(max_epochs, "max_epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        check_positive_number(lr, "lr")
+        check_fraction(train_size, "train_size")
+        check_fraction(validation_size, "validation_size")
         datasplitter_kwargs = dict(datasplitter_kwargs or {})
         split = self._donor_split(train_donors, validation_donors, split_key)
+        check_training_donors(
+            np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY)) > 0,
+            None if split is None else split[0],
+            None if split is None else split[1],
+            self.adata.obs_names,
+        )
         n_train = self.adata.n_obs if split is None else len(split[0])
         if split is not None:
             datasplitter_kwargs["external_indexing"] = split
@@ -434,33 +485,43 @@ class HYFA(
                 **trainer_kwargs,
             )
 
-    def _donor_indices(self, mdata: MuData, donors: Sequence[str], what: str = "donors") -> np.ndarray:
+    def _donor_indices(
+        self,
+        mdata: MuData,
+        donors: Sequence[str],
+        what: str = "donors",
+        allow_empty: bool = False,
+        argument: str = "donors",
+    ) -> np.ndarray:
+        """Return the rows of ``donors`` in ``mdata.obs_names``, naming unknown and repeated donors."""
         donors = _as_list(donors)
+        if not donors and not allow_empty:
+            raise ValueError(f"{argument} is an empty list; pass None for the default, or donor names.")
+        if mdata.obs_names.has_duplicates:
+            dup = mdata.obs_names[mdata.obs_names.duplicated()].unique()
+            raise ValueError(f"mdata.obs_names lists donors more than once: {_preview(dup)}.")
         idx = mdata.obs_names.get_indexer(donors)
         if (idx < 0).any():
             unknown = [d for d, i in zip(donors, idx, strict=True) if i < 0]
             raise ValueError(f"Unknown {what} (not in mdata.obs_names): {_preview(unknown)}.")
         if len(set(idx)) != len(idx):
-            raise ValueError(f"{what.capitalize()} listed more than once.")
+            repeated = pd.Index(donors)[pd.Index(donors).duplicated()].unique()
+            raise ValueError(f"{what.capitalize()} listed more than once: {_preview(repeated)}.")
         return idx
 
     def _donor_split(self, train_donors, validation_donors, split_key) -> list[np.ndarray] | None:
         mdata = self.adata
         if train_donors is not None:
-            train = self._donor_indices(mdata, train_donors, "training donors")
+            train = self._donor_indices(mdata, train_donors, "training donors", argument="train_donors")
             val = (
                 np.array([], dtype=int)
                 if validation_donors is None
-                else self._donor_indices(mdata, validation_donors, "validation donors")
+                else self._donor_indices(mdata, validation_donors, "validation donors", allow_empty=True)
             )
         elif split_key is not None:
             if split_key not in mdata.obs.columns:
                 raise KeyError(f"split_key {split_key!r} is not a column of mdata.obs.")
-            labels = mdata.obs[split_key].astype(str).str.lower().to_numpy()
-            train = np.flatnonzero(labels == "train")
-            val = np.flatnonzero(np.isin(labels, ["val", "validation"]))
-            if len(train) == 0:
-                raise ValueError(f"No donor has mdata.obs[{split_key!r}] == 'train'.")
+            train, val = split_labels(mdata.obs[split_key], split_key, mdata.obs_names)
         else:
             if validation_donors is not None:
                 raise ValueError("validation_donors needs train_donors.")

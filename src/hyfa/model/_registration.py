@@ -17,13 +17,9 @@ import pandas as pd
 from mudata import MuData
 from scipy import sparse
 
+from ._validation import _preview, check_boolean_mask, check_donor_names, check_tissue_names
+
 logger = logging.getLogger(__name__)
-
-
-def _preview(items: Sequence, n: int = 10) -> str:
-    items = list(items)
-    more = f" ... and {len(items) - n} more" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
 
 
 def _tissue_matrix(mdata: MuData, tissue: str, layer: str | None):
@@ -61,19 +57,11 @@ def resolve_tissues(mdata: MuData, tissues: Sequence[str] | None) -> list[str]:
         )
     if len(tissues) < 2:
         raise ValueError(f"HYFA needs at least two tissues, got {tissues}.")
+    check_tissue_names(tissues)
     for tissue in tissues:
-        adata = mdata.mod[tissue]
-        if adata.n_obs == 0:
+        if mdata.mod[tissue].n_obs == 0:
             raise ValueError(f"Tissue {tissue!r} has no donors.")
-        dup = adata.obs_names[adata.obs_names.duplicated()]
-        if len(dup):
-            raise ValueError(f"Tissue {tissue!r} lists donors more than once: {_preview(dup.unique())}.")
-        missing = adata.obs_names.difference(mdata.obs_names)
-        if len(missing):
-            raise ValueError(
-                f"Tissue {tissue!r} has donors missing from mdata.obs_names: {_preview(missing)}. "
-                "Call mdata.update() after changing modalities."
-            )
+    check_donor_names(mdata, tissues)
     return tissues
 
 
@@ -104,12 +92,8 @@ def resolve_genes(mdata: MuData, tissues: Sequence[str], gene_mask_key: str | No
         if gene_mask_key is not None:
             if gene_mask_key not in var.columns:
                 raise KeyError(f"gene_mask_key {gene_mask_key!r} is not a column of mdata[{tissue!r}].var.")
-            mask = var[gene_mask_key]
-            if mask.dtype != bool:
-                raise ValueError(
-                    f"mdata[{tissue!r}].var[{gene_mask_key!r}] must be boolean, got {mask.dtype}."
-                )
-            keep &= mask.reindex(reference).to_numpy()
+            mask = check_boolean_mask(var[gene_mask_key], f"mdata[{tissue!r}].var[{gene_mask_key!r}]")
+            keep &= pd.Series(mask, index=var.index).reindex(reference).to_numpy()
     genes = list(reference[keep])
     if not genes:
         raise ValueError(f"No gene passes gene_mask_key {gene_mask_key!r} in every tissue.")
@@ -118,7 +102,6 @@ def resolve_genes(mdata: MuData, tissues: Sequence[str], gene_mask_key: str | No
             "Using %d of %d genes (var[%r] true in every tissue).", len(genes), len(reference), gene_mask_key
         )
     return genes
-
 
 
 #: Rows read at once when scanning a whole tissue (checks, statistics).
@@ -166,7 +149,12 @@ class TissueBlocks:
         if self._gene_index[k] is not None:
             block = block[:, self._gene_index[k]]
         block = block.toarray() if sparse.issparse(block) else np.asarray(block)
-        return block.astype(np.float32, copy=False)
+        try:
+            return block.astype(np.float32, copy=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"Tissue {self.tissues[k]!r} ({_where(self.layer)}) must hold numbers, got dtype {block.dtype}: {exc}."
+            ) from None
 
     def chunks(self, k: int):
         """Yield ``(rows, values)`` over tissue ``k`` in blocks of rows (for checks and statistics)."""
@@ -214,7 +202,9 @@ def check_expression(blocks: TissueBlocks, genes: Sequence[str]) -> None:
             if bad.any():
                 n_bad += int(bad.sum())
                 r, c = np.nonzero(bad)
-                examples += [f"{blocks.name(k, rows[i])}/{genes[j]}" for i, j in zip(r[:5], c[:5], strict=True)]
+                examples += [
+                    f"{blocks.name(k, rows[i])}/{genes[j]}" for i, j in zip(r[:5], c[:5], strict=True)
+                ]
         if n_bad:
             raise ValueError(
                 f"Tissue {blocks.tissues[k]!r} ({_where(blocks.layer)}) has {n_bad} NaN or infinite values, "
@@ -223,10 +213,15 @@ def check_expression(blocks: TissueBlocks, genes: Sequence[str]) -> None:
 
 
 def check_counts(blocks: TissueBlocks, genes: Sequence[str]) -> None:
-    """Raise if any tissue's registered expression holds negative or non-integer values, naming donors and genes."""
+    """Raise if any tissue's registered expression holds negative, non-integer or non-finite values, naming donors and genes."""
     for k in blocks.present():
         for rows, values in blocks.chunks(k):
-            for problem, bad in (("negative", values < 0), ("non-integer", values != np.round(values))):
+            checks = (
+                ("NaN or infinite", ~np.isfinite(values)),
+                ("negative", values < 0),
+                ("non-integer", values != np.round(values)),
+            )
+            for problem, bad in checks:
                 if bad.any():
                     r, c = np.nonzero(bad)
                     examples = ", ".join(

@@ -19,12 +19,20 @@ import numpy as np
 import pandas as pd
 from mudata import MuData
 from scvi.data import AnnDataManager, AnnDataManagerValidationCheck, AnnTorchDataset
-from scvi.data.fields import BaseMuDataWrapperClass, MuDataWrapper, NumericalObsField, ObsmField
+from scvi.data.fields import (
+    BaseMuDataWrapperClass,
+    CategoricalJointObsField,
+    MuDataNumericalJointObsField,
+    MuDataWrapper,
+    NumericalObsField,
+    ObsmField,
+)
 from torch.utils.data import Subset
 
 from hyfa._constants import INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS, SAMPLES_OBSM_KEY
 
-from ._registration import TissueBlocks, _preview, check_expression, observed_mask, sample_rows
+from ._registration import TissueBlocks, check_counts, check_expression, observed_mask, sample_rows
+from ._validation import _preview, check_covariates, check_donor_names
 
 #: Unpaired donors are expected: the stacked arrays, not scvi-tools, align them by name.
 VALIDATION_CHECKS = AnnDataManagerValidationCheck(check_fully_paired_mudata=False)
@@ -65,15 +73,17 @@ class _TissueField(BaseMuDataWrapperClass):
     def register_field(self, mdata: MuData) -> dict:
         """Register the field and remember the tissues and genes it was built from."""
         state = super().register_field(mdata)
+        return self._state(state)
+
+    def _state(self, state: dict) -> dict:
         return {**state, TISSUES_KEY: list(self.tissues), GENES_KEY: list(self.genes), LAYER_KEY: self.layer}
 
     def transfer_field(self, state_registry: dict, mdata_target: MuData, **kwargs) -> dict:
-        """Rebuild the field on new data in the registered tissue and gene order."""
+        """Rebuild the field on new data in the registered tissue and gene order (checked by :class:`HYFADataManager`)."""
         self.tissues = list(state_registry[TISSUES_KEY])
         self.genes = list(state_registry[GENES_KEY])
-        check_transfer(mdata_target, self.tissues, self.genes, strict_tissues=self.all_modalities)
         state = super().transfer_field(state_registry, mdata_target, **kwargs)
-        return {**state, TISSUES_KEY: list(self.tissues), GENES_KEY: list(self.genes), LAYER_KEY: self.layer}
+        return self._state(state)
 
 
 class SampleRowsField(_TissueField):
@@ -121,12 +131,72 @@ def check_transfer(
             )
 
 
+class _RegistryOrderCategoricalJointObsField(CategoricalJointObsField):
+    """scvi-tools' joint categorical ``obs`` field, whose codes on new data follow the registry's category order.
+
+    scvi-tools casts new data to the registered categories with ``astype``, which keeps a pandas
+    categorical column's own codes when it holds the same categories in another order (unordered
+    categoricals compare equal). Casting the values, not the codes, makes the codes follow the
+    registry whatever the column's dtype.
+    """
+
+    def _make_array_categorical(self, adata, category_dict: dict | None = None) -> dict:
+        if category_dict is not None:
+            df = getattr(adata, self.attr_name)[self.attr_key]  # scvi-tools' own copy, in obsm
+            for key in self.attr_keys:
+                if isinstance(df[key].dtype, pd.CategoricalDtype):
+                    df[key] = np.asarray(df[key], dtype=object)
+        return super()._make_array_categorical(adata, category_dict=category_dict)
+
+
+#: Donor-level categorical covariates (``mdata.obs`` columns -> ``obsm["_scvi_extra_categorical_covs"]``).
+CategoricalCovariatesField = MuDataWrapper(_RegistryOrderCategoricalJointObsField)
+#: Donor-level continuous covariates (``mdata.obs`` columns -> ``obsm["_scvi_extra_continuous_covs"]``).
+ContinuousCovariatesField = MuDataNumericalJointObsField
+
+
+def check_new_data(mdata: MuData, source_registry: dict) -> None:
+    """Raise, before anything is written, if new data (or data given to ``HYFA.load``) do not fit a registry.
+
+    Checks the donors (unique, present in ``mdata.obs_names``), the tissues and genes
+    (:func:`check_transfer`) and the covariates (present for every donor, finite, categories
+    known to the model). Expression values are checked while the sample table is built.
+    """
+    if not isinstance(mdata, MuData):
+        raise TypeError(f"HYFA expects a MuData with one modality per tissue, got {type(mdata).__name__}.")
+    fields = source_registry["field_registries"]
+    state = fields[REGISTRY_KEYS.X_KEY]["state_registry"]
+    tissues, genes = list(state[TISSUES_KEY]), list(state[GENES_KEY])
+    setup_args = source_registry.get("setup_args", {})
+    check_transfer(mdata, tissues, genes, strict_tissues=setup_args.get("tissues") is None)
+    check_donor_names(mdata, tissues)
+    layer = state.get(LAYER_KEY)
+    for tissue in (t for t in tissues if t in mdata.mod):
+        if layer is not None and layer not in mdata.mod[tissue].layers:
+            raise KeyError(
+                f"Layer {layer!r} (registered) not found in tissue {tissue!r} (layers: {list(mdata.mod[tissue].layers)})."
+            )
+    cat_state = fields.get(REGISTRY_KEYS.CAT_COVS_KEY, {}).get("state_registry", {})
+    check_covariates(
+        mdata, setup_args.get("categorical_covariate_keys"), "categorical", categories=cat_state.get("mappings")
+    )
+    check_covariates(mdata, setup_args.get("continuous_covariate_keys"), "continuous")
+
+
 def _add_donor_indices(field: BaseMuDataWrapperClass, mdata: MuData) -> None:
     mdata.obs[INDICES_OBS_KEY] = np.arange(mdata.n_obs)
 
 
 #: ``mdata.obs["_indices"]``, written on every registration and transfer.
 DonorIndicesField = MuDataWrapper(NumericalObsField, preregister_fn=_add_donor_indices)
+
+
+def check_new_counts(mdata: MuData, source_registry: dict) -> None:
+    """Raise if new data for a count model do not fit its registry or hold values that are not raw counts."""
+    check_new_data(mdata, source_registry)
+    state = source_registry["field_registries"][REGISTRY_KEYS.X_KEY]["state_registry"]
+    blocks = TissueBlocks(mdata, state[TISSUES_KEY], state[GENES_KEY], state.get(LAYER_KEY))
+    check_counts(blocks, state[GENES_KEY])
 
 
 def registered_tissues_and_genes(adata_manager) -> tuple[list[str], list[str]]:
@@ -159,7 +229,17 @@ class _TissueTorchDataset(AnnTorchDataset):
 
 
 class HYFADataManager(AnnDataManager):
-    """:class:`scvi.data.AnnDataManager` whose torch datasets serve expression from the tissue matrices."""
+    """:class:`scvi.data.AnnDataManager` whose torch datasets serve expression from the tissue matrices.
+
+    New data (a transfer of the registry, as at imputation or ``HYFA.load``) are checked whole by
+    :func:`check_new_data` before any field writes to them.
+    """
+
+    def register_fields(self, adata, source_registry: dict | None = None, **transfer_kwargs):
+        """Register (or, with ``source_registry``, transfer) the fields; see :meth:`scvi.data.AnnDataManager.register_fields`."""
+        if source_registry is not None:
+            check_new_data(adata, source_registry)
+        return super().register_fields(adata, source_registry, **transfer_kwargs)
 
     def create_torch_dataset(self, indices=None, data_and_attributes=None, load_sparse_tensor=False):
         """Return the torch dataset of the registered MuData (see :meth:`scvi.data.AnnDataManager.create_torch_dataset`)."""

@@ -426,6 +426,8 @@ class HYFAModule(BaseModuleClass):
         ``{"px": distribution}``; count likelihoods add ``"proportions"`` (gene proportions) and
         ``"log_library"`` (the predicted Normal over the log library size).
         """
+        if tissue_index.numel() == 0:  # a minibatch without targets (every donor gave one tissue)
+            return {"px": None}
         metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
         if not self.counts:
             return {"px": self.decoder(metagene_attr)}
@@ -442,6 +444,9 @@ class HYFAModule(BaseModuleClass):
         library size under the library model, divided by the number of genes.
         """
         target_mask = inference_outputs["target_mask"]
+        if generative_outputs["px"] is None:  # no targets: zero loss, still attached to the graph
+            zero = inference_outputs["donor"].sum() * 0.0
+            return LossOutput(loss=zero, reconstruction_loss=zero.reshape(1)[:0], n_obs_minibatch=1)
         n_donors = target_mask.shape[0]
         donor_row, _, x = self._targets(tensors, target_mask)
         px = generative_outputs["px"]
