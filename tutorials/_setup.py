@@ -25,6 +25,9 @@ from pathlib import Path
 
 # tqdm (imported by scvi-tools) warns once, on import, in a notebook without ipywidgets.
 warnings.filterwarnings("ignore", message="IProgress not found")
+# mudata 0.3 warns on every MuData the notebooks build or copy themselves (hyfa's own are quiet).
+warnings.filterwarnings("ignore", message=r".*pull_on_update.*", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r"Cannot join columns with the same name", category=UserWarning)
 
 #: Seconds of each step timed with :func:`timed`, by step name.
 timings: dict[str, float] = {}
