@@ -9,6 +9,7 @@ from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
 from hyfa._constants import REGISTRY_KEYS
+from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa.nn import (
     CountDecoder,
     GaussianDecoder,
@@ -33,6 +34,7 @@ def log_library(library: torch.Tensor) -> torch.Tensor:
     return torch.log(library.clamp(min=1.0))
 
 
+@doc_params(architecture=architecture, likelihood=likelihood, pseudo_masks=pseudo_masks)
 class HYFAModule(BaseModuleClass):
     """Hypergraph factorization :cite:p:`Vinas2023` as an scvi-tools module.
 
@@ -56,38 +58,11 @@ class HYFAModule(BaseModuleClass):
         Categories of each categorical donor covariate.
     n_continuous_cov
         Continuous donor covariates.
-    n_metagenes
-        Metagenes ``M``.
-    n_factors
-        Features per metagene (hyperedge attribute size).
-    n_donor_latent, n_tissue_latent, n_metagene_latent
-        Node embedding sizes.
-    n_heads, n_head_dim
-        Attention heads and message features per head.
-    n_graph_layers
-        Message-passing layers, each with its own weights.
-    n_predictor_layers
-        Hidden layers of the target hyperedge MLP.
-    n_hidden_decoder
-        Width of ``e_hat``, the decoder's hidden layer.
-    dropout_rate
-        Dropout throughout.
-    residual_update
-        ``h + phi_h(h, m)`` (default) or the paper's ``phi_h(h, m)``.
-    encoder_activation
-        ``"relu"`` (the paper) or ``None`` (the authors' linear encoder).
-    norm
-        Normalization inside every MLP: ``None`` (default), ``"batch"`` (the authors'
-        implementation) or ``"layer"``.
-    gene_likelihood
-        ``"normal"`` (normalized expression), ``"nb"`` or ``"zinb"`` (raw counts).
+    {architecture}
+    {likelihood}
     log_library_mean, log_library_sd
         Count likelihoods: the initial mean and standard deviation of the log library size.
-    source_count_exponent
-        Pseudo-masks draw ``k = 1 + floor((n - 1) u ** source_count_exponent)`` of a donor's ``n``
-        tissues as sources (training and validation alike); 1 is the paper's uniform ``k``.
-    validation_seed
-        Seed of the fixed source/target masks of donors evaluated in eval mode.
+    {pseudo_masks}
     """
 
     def __init__(
@@ -208,6 +183,18 @@ class HYFAModule(BaseModuleClass):
         """
         return x.view(x.shape[0], self.n_tissues, self.n_genes)[donor_row, tissue_index]
 
+    def encode(self, x: torch.Tensor, donor_row: torch.Tensor, tissue_index: torch.Tensor) -> torch.Tensor:
+        """Return the ``(n_pairs, n_metagenes, n_factors)`` hyperedge attributes of (donor row, tissue) samples of ``x``."""
+        return self.encoder(self.encoder_input(self.samples(x, donor_row, tissue_index), tissue_index))
+
+    def propagate(
+        self, h: torch.Tensor, edge_attr: torch.Tensor, edge_donor: torch.Tensor, edge_tissue: torch.Tensor
+    ) -> torch.Tensor:
+        """Return donor embeddings ``h`` refined by every graph layer over the hyperedges of the given samples."""
+        for layer in self.graph_layers:
+            h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, edge_donor, edge_tissue)
+        return h
+
     # -- prediction ---------------------------------------------------------------------------
     @torch.inference_mode()
     def embed_source_sets(
@@ -241,9 +228,7 @@ class HYFAModule(BaseModuleClass):
         used = torch.zeros(x.shape[0], self.n_tissues, dtype=torch.int32, device=x.device)
         used.index_add_(0, donor_row, source_mask.int())
         sample_donor, sample_tissue = (used > 0).nonzero(as_tuple=True)
-        sample_attr = self.encoder(
-            self.encoder_input(self.samples(x, sample_donor, sample_tissue), sample_tissue)
-        )
+        sample_attr = self.encode(x, sample_donor, sample_tissue)
         lookup = torch.full(used.shape, -1, dtype=torch.long, device=x.device)
         lookup[sample_donor, sample_tissue] = torch.arange(len(sample_donor), device=x.device)
         h0 = self.initial_donor(x.shape[0], cat_covs, cont_covs)
@@ -257,10 +242,7 @@ class HYFAModule(BaseModuleClass):
                 stop += 1
             set_row, edge_tissue = source_mask[start:stop].nonzero(as_tuple=True)
             edge_attr = sample_attr[lookup[donor_row[start:stop][set_row], edge_tissue]]
-            h = h0[donor_row[start:stop]]
-            for layer in self.graph_layers:
-                h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, set_row, edge_tissue)
-            out[start:stop] = h
+            out[start:stop] = self.propagate(h0[donor_row[start:stop]], edge_attr, set_row, edge_tissue)
             start = stop
         return out
 
@@ -376,21 +358,17 @@ class HYFAModule(BaseModuleClass):
         cat_covs, cont_covs
             Registered donor covariates.
         """
-        n_donors = x.shape[0]
-        x = x.view(n_donors, self.n_tissues, self.n_genes)
         edge_donor, edge_tissue = source_mask.nonzero(as_tuple=True)
-        edge_attr = self.encoder(self.encoder_input(x[edge_donor, edge_tissue], edge_tissue))
-        h = self.initial_donor(n_donors, cat_covs, cont_covs)
-        for layer in self.graph_layers:
-            h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, edge_donor, edge_tissue)
+        edge_attr = self.encode(x, edge_donor, edge_tissue)
+        h = self.propagate(
+            self.initial_donor(x.shape[0], cat_covs, cont_covs), edge_attr, edge_donor, edge_tissue
+        )
         return {"donor": h, "source_mask": source_mask, "target_mask": target_mask}
 
     def _targets(self, tensors, target_mask: torch.Tensor):
         """Return donor rows, tissue indices and observed expression of every target pair."""
-        n_donors = target_mask.shape[0]
         donor_row, tissue_index = target_mask.nonzero(as_tuple=True)
-        x = tensors[REGISTRY_KEYS.X_KEY].view(n_donors, self.n_tissues, self.n_genes)[donor_row, tissue_index]
-        return donor_row, tissue_index, x
+        return donor_row, tissue_index, self.samples(tensors[REGISTRY_KEYS.X_KEY], donor_row, tissue_index)
 
     def _get_generative_input(self, tensors, inference_outputs) -> dict:
         target_mask = inference_outputs["target_mask"]

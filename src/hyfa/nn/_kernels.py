@@ -183,6 +183,7 @@ class _PooledMessages(torch.autograd.Function):
             bits = dropout_bits((n_pairs, n_metagenes, n_hidden), edge_attr.device)
         pooled = torch.zeros(n_donors, n_heads, n_hidden, dtype=torch.float32, device=edge_attr.device)
         pre_chunks = []
+        keep = any(ctx.needs_input_grad)  # without gradients (inference) no chunk outlives its step
         with torch.autocast(edge_attr.device.type, enabled=False):
             for chunk in chunks:
                 shape = (chunk.stop - chunk.start, n_metagenes, n_hidden)
@@ -191,7 +192,8 @@ class _PooledMessages(torch.autograd.Function):
                     drop_pre_activations_(pre, bits[chunk], dropout_rate)
                 per_pair = torch.bmm(alpha[chunk].transpose(1, 2), nn.functional.silu(pre))  # (n, H, K)
                 pooled.index_add_(0, edge_donor[chunk], per_pair.float())
-                pre_chunks.append(pre)
+                if keep:
+                    pre_chunks.append(pre)
         ctx.chunks = chunks
         ctx.save_for_backward(edge_attr, weight, alpha, edge_donor, *pre_chunks)
         return pooled
