@@ -11,6 +11,7 @@ from mudata import MuData
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
+from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa._utils import as_list as _as_list
 from hyfa.module import HYFAModule
 from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
@@ -51,6 +52,7 @@ PAPER_LR = 4.56e-4
 
 
 
+@doc_params(architecture=architecture, likelihood=likelihood, pseudo_masks=pseudo_masks)
 class HYFA(
     ImputationMixin,
     InterpretationMixin,
@@ -70,49 +72,9 @@ class HYFA(
     ----------
     mdata
         MuData registered with :meth:`setup_mudata`: one modality per tissue, donors as obs.
-    n_metagenes
-        Metagenes ``M``.
-    n_factors
-        Features per metagene.
-    n_donor_latent, n_tissue_latent, n_metagene_latent
-        Embedding sizes of donor, tissue and metagene nodes.
-    n_heads, n_head_dim
-        Attention heads of the message-passing layers and message features per head.
-    n_graph_layers
-        Message-passing layers (each with its own weights).
-    n_predictor_layers
-        Hidden layers of the target hyperedge MLP.
-    n_hidden_decoder
-        Width of the decoder's hidden layer ``e_hat``.
-    dropout_rate
-        Dropout throughout.
-    residual_update
-        Donor update ``h + phi_h(h, m)`` (default) or the paper's ``phi_h(h, m)``.
-    encoder_activation
-        ``"relu"`` as in the paper, or ``None`` for a linear metagene encoder.
-    norm
-        Normalization inside every MLP: ``None`` (default), ``"batch"`` (the authors'
-        implementation) or ``"layer"``. On the bundled GTEx data, ``None`` learned donor-specific
-        signal within 25 epochs where layer normalization did not; without batch normalization a
-        donor's prediction never depends on the other donors of its minibatch.
-    gene_likelihood
-        ``"normal"`` for normalized expression (e.g. :func:`hyfa.pp.normalize_gtex`); ``"nb"``
-        (negative binomial) or ``"zinb"`` (zero-inflated negative binomial) for raw counts, with
-        the gene proportions, dispersion and a log-normal library size predicted per target
-        (the names follow :class:`scvi.model.SCVI`). Counts must be non-negative integers. The
-        library size is the total over the *modelled* genes: for a gene panel such as
-        :func:`hyfa.data.gtex_acmg59` it is not the sequencing depth.
-    source_count_exponent
-        How many of a donor's ``n`` tissues the pseudo-masks make sources: ``k = 1 + floor((n - 1)
-        u ** source_count_exponent)`` with ``u ~ Uniform[0, 1)``. 1 is the paper's ``k ~ Uniform{1, ...,
-        n - 1}``, which rarely shows the model a donor with one or a few tissues; the default 3 draws
-        ``k = 1`` about 40% of the time for a donor with 18 tissues. On the bundled GTEx data (the
-        ``quick`` architecture, 240 epochs; ``benchmarks/gtex_acmg59.py --source-count-exponent``) it
-        raised the mean per-gene Pearson r from whole blood alone from 0.176-0.185 (2 runs) to
-        0.204-0.222 (3 runs; TEEBoT: 0.190) and from the four accessible tissues from 0.279-0.284 to
-        0.292-0.298, with all other tissues as sources about unchanged (0.324-0.326 vs 0.320-0.332).
-    validation_seed
-        Seed of the fixed source/target split of validation donors.
+    {architecture}
+    {likelihood}
+    {pseudo_masks}
 
     Notes
     -----
