@@ -11,7 +11,6 @@ import pandas as pd
 import torch
 from anndata import AnnData
 from mudata import MuData
-from scipy import sparse
 
 from hyfa._constants import REGISTRY_KEYS
 from hyfa._utils import as_list as _as_list
@@ -58,14 +57,28 @@ class CellTypeSignatureMixin:
             "cell_type": obs[keys["cell_type"]].astype(str).to_numpy(),
         }
 
+    def _tissue_codes(self, names: Sequence[str], what: str) -> list[int]:
+        """Return the position of each tissue of ``names`` among the model's tissues, raising on unknown ones."""
+        unknown = [t for t in names if t not in self.tissues]
+        if unknown:
+            raise ValueError(
+                f"Unknown {what} {_preview(unknown)}; the model knows {_preview(self.tissues, 60)}."
+            )
+        return [self.tissues.index(t) for t in names]
+
     def _bulk_donor_inputs(self, donors: Sequence[str], source_tissues: Sequence[str] | None) -> dict:
-        """Return the registered bulk expression, source masks and covariates of ``donors``, as tensors."""
-        manager = self.adata_manager
+        """Return the registered bulk expression, source masks and covariates of ``donors``, as tensors.
+
+        They come through the model's data loader, as the bulk module reads them in training, and
+        without drawing from the global random state (the loader's worker seed is drawn and put back).
+        """
         rows = self.adata.obs_names.get_indexer(donors)
-        x = manager.get_from_registry(REGISTRY_KEYS.X_KEY)[rows]
-        observed = np.asarray(manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[rows] > 0
+        with torch.random.fork_rng(devices=[]):
+            batches = list(self._make_data_loader(adata=self.adata, indices=rows, shuffle=False))
+        tensors = {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
+        observed = tensors[REGISTRY_KEYS.OBSERVED_KEY].numpy() > 0
         allowed = np.zeros(len(self.tissues), dtype=bool)
-        allowed[self._check_tissues(_as_list(source_tissues) or self.tissues, "source tissues")] = True
+        allowed[self._tissue_codes(_as_list(source_tissues) or self.tissues, "source tissues")] = True
         sources = observed & allowed
         lacking = np.flatnonzero(~sources.any(axis=1))
         if len(lacking):
@@ -73,18 +86,16 @@ class CellTypeSignatureMixin:
                 f"Donors {_preview(np.asarray(donors)[lacking])} have none of the bulk source tissues, so they "
                 "have no donor embedding."
             )
-        covs = {}
-        for key, name in (
-            (REGISTRY_KEYS.CAT_COVS_KEY, "cat_covs"),
-            (REGISTRY_KEYS.CONT_COVS_KEY, "cont_covs"),
-        ):
-            if key in manager.data_registry:
-                values = manager.get_from_registry(key)
-                values = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
-                covs[name] = torch.as_tensor(values[rows], dtype=torch.float32)
-        x = x.toarray() if sparse.issparse(x) else np.asarray(x)
+        covs = {
+            name: tensors[key].float()
+            for key, name in (
+                (REGISTRY_KEYS.CAT_COVS_KEY, "cat_covs"),
+                (REGISTRY_KEYS.CONT_COVS_KEY, "cont_covs"),
+            )
+            if key in tensors
+        }
         return {
-            "bulk_x": torch.as_tensor(x, dtype=torch.float32),
+            "bulk_x": tensors[REGISTRY_KEYS.X_KEY].float(),
             "bulk_sources": torch.as_tensor(sources),
             **covs,
         }
@@ -407,7 +418,7 @@ class CellTypeSignatureMixin:
             grid = pd.MultiIndex.from_product([donor_list, tissue_list, type_list], names=list(roles))
             rows = grid.to_frame(index=False)
             rows.index = ["|".join(r) for r in grid]
-        self._check_tissues(list(dict.fromkeys(rows["tissue"])), "tissues")
+        self._tissue_codes(list(dict.fromkeys(rows["tissue"])), "tissues")
         unknown = sorted(set(rows["cell_type"]) - set(setup["cell_types"]))
         if unknown:
             raise ValueError(
