@@ -89,6 +89,7 @@ def predictability_heatmap(
     fontsize = 8 if max(matrix.shape) <= 30 else 6
     ax.set_xticks(np.arange(matrix.shape[1]), labels=matrix.columns, rotation=90, fontsize=fontsize)
     ax.set_yticks(np.arange(matrix.shape[0]), labels=matrix.index, fontsize=fontsize)
+    ax.grid(False)
     ax.set_xlabel("target tissue")
     ax.set_ylabel("source tissue")
     ax.figure.colorbar(image, ax=ax, label=f"{stat} {_LABELS.get(metric, metric)}", shrink=0.7)
@@ -214,5 +215,5 @@ def predictability_network(
     ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
     ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
     ax.set_axis_off()
-    ax.set_title(f"{len(edges)} edges with r >= {threshold:g}", fontsize=9)
+    ax.set_title(f"{len(edges)} edges with r >= {threshold:.3g}", fontsize=9)
     return _finish(ax, created, show, save)
