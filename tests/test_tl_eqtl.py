@@ -1,6 +1,7 @@
 """tensorQTL export (phenotype BED files), simulated genotypes with planted eQTLs, and the eQTL gain."""
 
 import gzip
+import importlib.util
 
 import anndata as ad
 import numpy as np
@@ -125,3 +126,62 @@ def test_benjamini_hochberg():
     np.testing.assert_allclose(
         hyfa.tl.benjamini_hochberg(p), [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5][:4], rtol=1e-12
     )
+
+
+def _needs_tensorqtl():
+    # not pytest.importorskip("tensorqtl"): tensorQTL 1.0.10 imports pandas-plink, which
+    # hyfa.tl.map_cis_eqtl supplies when it is absent
+    if importlib.util.find_spec("tensorqtl") is None:
+        pytest.skip("tensorqtl is not installed (pip install 'hyfa[eqtl]')")
+
+
+def test_eqtl_mapping_observed_vs_completed():
+    """Observed-only and completed-cohort mapping on a small instance: true eGenes found, FDR controlled.
+
+    The issue (#12) asked for a test that the completed cohort finds *more* true eGenes. On this
+    simulation it does not (see benchmarks/eqtl_simulated.py: HYFA's imputations carry the donors'
+    shared latent structure but almost none of the gene-specific cis-genetic signal), so the gain is
+    not asserted; false discoveries staying controlled in both settings is.
+    """
+    _needs_tensorqtl()
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        observed, truth, genotypes = hyfa.data.simulate_eqtl(
+            n_donors=160, n_tissues=6, n_genes=20, n_variants=30, missing_rate=0.6, seed=1
+        )
+        hyfa.HYFA.setup_mudata(observed)
+        model = hyfa.HYFA(
+            observed, n_metagenes=4, n_factors=8, n_donor_latent=16, n_tissue_latent=8,
+            n_metagene_latent=8, n_heads=2, n_head_dim=8, n_hidden_decoder=32,
+        )  # fmt: skip
+        model.train(max_epochs=30, batch_size=64, enable_progress_bar=False)
+        completed = model.get_completed_cohort(tissues=["tissue_0", "tissue_1", "tissue_2"])
+        table = truth.uns["eqtl"]
+        true = {"observed": 0, "completed": 0}
+        false = dict(true)
+        for tissue in completed.mod:
+            assert completed[tissue].n_obs > observed[tissue].n_obs
+            for setting, adata in {"observed": observed[tissue], "completed": completed[tissue]}.items():
+                results = hyfa.tl.map_cis_eqtl(adata, genotypes, n_permutations=200, seed=0)
+                assert {"pval_beta", "qval", "variant_id"} <= set(results.columns)
+                scores = hyfa.tl.score_egenes(results, table, tissue, fdr=0.05)
+                true[setting] += scores.loc["all", "true"]
+                false[setting] += scores.loc["all", "false"]
+        for setting in true:  # empirical FDR over the tissues (a tissue alone has a handful of eGenes)
+            assert true[setting] > 0
+            assert false[setting] / (true[setting] + false[setting]) <= 0.1, (setting, true, false)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_map_cis_eqtl_errors():
+    _needs_tensorqtl()
+    observed, _, genotypes = hyfa.data.simulate_eqtl(n_donors=40, n_genes=4, n_variants=10, seed=0)
+    adata = observed["tissue_0"]
+    with pytest.raises(ValueError, match="not among the genotype sample IDs"):
+        hyfa.tl.map_cis_eqtl(adata, genotypes[:20], n_permutations=10)
+    with pytest.raises(ValueError, match="too few"):
+        hyfa.tl.map_cis_eqtl(adata[:5], genotypes, n_permutations=10)
