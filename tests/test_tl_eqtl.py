@@ -83,6 +83,8 @@ def test_bed_errors_before_writing(tmp_path):
     adata = _tissue()
     with pytest.raises(ValueError, match="no position.*g_c"):
         hyfa.tl.write_phenotype_bed(adata, path, POSITIONS.drop("g_c"))
+    with pytest.raises(ValueError, match="more than once.*g_a"):
+        hyfa.tl.write_phenotype_bed(adata, path, pd.concat([POSITIONS, POSITIONS.loc[["g_a"]]]))
     with pytest.raises(ValueError, match="unknown chromosomes.*chrUn"):
         hyfa.tl.write_phenotype_bed(adata, path, POSITIONS.assign(chr=["chrUn", "chr1", "chr1"]))
     with pytest.raises(ValueError, match="not among the genotype sample IDs.*GTEX-011"):

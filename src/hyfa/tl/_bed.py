@@ -98,6 +98,10 @@ def _tss_table(gene_positions: pd.DataFrame | str | PathLike) -> pd.DataFrame:
 def _match_genes(genes: pd.Index, table: pd.DataFrame) -> pd.DataFrame:
     """Return the rows of ``table`` for ``genes``: exact ids first, then ids without a ``.N`` version."""
     index = table.index.astype(str)
+    if not index.is_unique:
+        raise ValueError(
+            f"gene_positions lists genes more than once: {_preview(index[index.duplicated()].unique())}."
+        )
     found = index.get_indexer(genes)
     if (found < 0).any():
         unversioned = pd.Index(index.str.replace(_VERSION, "", regex=True))
