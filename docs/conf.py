@@ -164,7 +164,9 @@ UNREACHABLE: list[str] = []
 if ONLINE:
     # One unreachable site must not fail the build: fetch each inventory once, keep those that
     # answer, and skip only the references into the others (logged, see hyfa_docs).
-    intersphinx_mapping, UNREACHABLE = hyfa_docs.reachable_inventories(intersphinx_mapping, intersphinx_timeout)
+    intersphinx_mapping, UNREACHABLE = hyfa_docs.reachable_inventories(
+        intersphinx_mapping, intersphinx_timeout
+    )
 else:
     intersphinx_mapping = {}
     # Offline, references to other projects cannot resolve; docs/conf.py's setup() drops exactly

@@ -3,6 +3,7 @@
 Each tutorial starts with::
 
     import _setup  # first: it quiets what the imports below would print
+
     ...
     FAST = _setup.setup()
     timed, timings = _setup.timed, _setup.timings

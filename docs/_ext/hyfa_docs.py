@@ -184,7 +184,9 @@ def reachable_inventories(mapping: dict, timeout: float = 10) -> tuple[dict, lis
     for name, (url, inventory) in mapping.items():
         target = inventory or url.rstrip("/") + "/objects.inv"
         try:
-            with urllib.request.urlopen(target, timeout=timeout) as response:  # the fixed https URLs of conf.py
+            with urllib.request.urlopen(
+                target, timeout=timeout
+            ) as response:  # the fixed https URLs of conf.py
                 response.read(64)
         except (OSError, ValueError) as error:
             logger.info("intersphinx: %s unreachable (%s); its references are not checked", target, error)
@@ -219,7 +221,11 @@ def drop_typehints_return_marker(app, what, name, obj, options, lines) -> None:
     after the extension's handler and before napoleon's (both at priority 499/500).
     """
     for i in range(2, len(lines)):
-        if lines[i] == ":" and lines[i - 2].strip().lower() == "returns" and set(lines[i - 1].strip()) == {"-"}:
+        if (
+            lines[i] == ":"
+            and lines[i - 2].strip().lower() == "returns"
+            and set(lines[i - 1].strip()) == {"-"}
+        ):
             del lines[i]
             return
 
