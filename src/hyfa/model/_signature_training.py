@@ -109,7 +109,12 @@ def fit(
     if len(val_rows):
         runner_kwargs.setdefault("check_val_every_n_epoch", 1)
     run = _TrainingRun(module, adata)
-    with module.training_scope():
+    from hyfa._quiet import log_every_n_steps, quiet_training  # hyfa/_quiet.py (#16)
+
+    runner_kwargs.setdefault(
+        "log_every_n_steps", log_every_n_steps(len(train_rows), batch_size, runner_kwargs.get("devices"))
+    )
+    with module.training_scope(), quiet_training():  # the frozen bulk module is in eval mode on purpose
         plan = TrainingPlan(module, **plan_kwargs)
         TrainRunner(run, training_plan=plan, data_splitter=splitter, **runner_kwargs)()
     return run.history_
