@@ -61,8 +61,11 @@ def run(
     **simulate_kwargs,
 ) -> tuple[pd.DataFrame, dict]:
     """Return the per-tissue eGene table (rows: tissue x setting x kind) and the fitted objects."""
+    import scvi
+
     import hyfa
 
+    scvi.settings.seed = seed  # reproducible training
     observed, truth, genotypes = hyfa.data.simulate_eqtl(
         n_donors=n_donors,
         n_tissues=n_tissues,
