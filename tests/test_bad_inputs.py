@@ -20,7 +20,12 @@ from hyfa.data import _bundled
 
 #: Entries registration may write to a MuData (setup_mudata's docstring).
 DOCUMENTED_OBS = {"_indices"}
-DOCUMENTED_OBSM = {"_hyfa_samples", "_hyfa_observed", "_scvi_extra_categorical_covs", "_scvi_extra_continuous_covs"}
+DOCUMENTED_OBSM = {
+    "_hyfa_samples",
+    "_hyfa_observed",
+    "_scvi_extra_categorical_covs",
+    "_scvi_extra_continuous_covs",
+}
 DOCUMENTED_UNS = {"_scvi_uuid", "_scvi_manager_uuid"}
 
 
@@ -148,15 +153,51 @@ SETUP_CASES = [
     ("unknown tissue", _nothing, {"tissues": ["tissue_0", "Lung"]}, ValueError, "Unknown tissues Lung"),
     ("one tissue", _nothing, {"tissues": ["tissue_0"]}, ValueError, "at least two tissues"),
     ("tissue twice", _nothing, {"tissues": ["tissue_0", "tissue_0"]}, ValueError, "listed twice: tissue_0"),
-    ("slash in tissue", _rename_tissue("tissue_1", "Brain/Cortex"), {}, ValueError, "'Brain/Cortex' holds '/'"),
-    ("unknown layer", _nothing, {"layer": "normalized"}, KeyError, "'normalized' not found in tissue 'tissue_0'"),
+    (
+        "slash in tissue",
+        _rename_tissue("tissue_1", "Brain/Cortex"),
+        {},
+        ValueError,
+        "'Brain/Cortex' holds '/'",
+    ),
+    (
+        "unknown layer",
+        _nothing,
+        {"layer": "normalized"},
+        KeyError,
+        "'normalized' not found in tissue 'tissue_0'",
+    ),
     ("gene missing", _drop_gene("tissue_2", "gene_3"), {}, ValueError, "tissue 'tissue_2'.*missing gene_3"),
     ("NaN value", _set_x("tissue_3", 2, 1, np.nan), {}, ValueError, "Tissue 'tissue_3'.*NaN or infinite"),
-    ("infinite value", _set_x("tissue_1", 0, 0, np.inf), {}, ValueError, "Tissue 'tissue_1'.*NaN or infinite"),
-    ("donor twice", _rename_donor("tissue_1", 1, None), {}, ValueError, "Tissue 'tissue_1' lists donors more than once"),
-    ("donor not in obs", _rename_donor("tissue_2", 1, "stranger"), {}, ValueError, "'tissue_2'.*obs_names: stranger"),
+    (
+        "infinite value",
+        _set_x("tissue_1", 0, 0, np.inf),
+        {},
+        ValueError,
+        "Tissue 'tissue_1'.*NaN or infinite",
+    ),
+    (
+        "donor twice",
+        _rename_donor("tissue_1", 1, None),
+        {},
+        ValueError,
+        "Tissue 'tissue_1' lists donors more than once",
+    ),
+    (
+        "donor not in obs",
+        _rename_donor("tissue_2", 1, "stranger"),
+        {},
+        ValueError,
+        "'tissue_2'.*obs_names: stranger",
+    ),
     ("no mask column", _nothing, {"gene_mask_key": "keep"}, KeyError, "gene_mask_key 'keep'"),
-    ("mask not boolean", _mask(lambda a: np.ones(a.n_vars)), {"gene_mask_key": "keep"}, ValueError, "var\\['keep'\\] must be boolean"),
+    (
+        "mask not boolean",
+        _mask(lambda a: np.ones(a.n_vars)),
+        {"gene_mask_key": "keep"},
+        ValueError,
+        "var\\['keep'\\] must be boolean",
+    ),
     (
         "mask with NA",
         _mask(lambda a: pd.array([None] + [True] * (a.n_vars - 1), dtype="boolean")),
@@ -164,12 +205,42 @@ SETUP_CASES = [
         ValueError,
         "var\\['keep'\\] is missing \\(NA\\) for genes",
     ),
-    ("mask all false", _mask(lambda a: np.zeros(a.n_vars, bool)), {"gene_mask_key": "keep"}, ValueError, "No gene passes gene_mask_key 'keep'"),
+    (
+        "mask all false",
+        _mask(lambda a: np.zeros(a.n_vars, bool)),
+        {"gene_mask_key": "keep"},
+        ValueError,
+        "No gene passes gene_mask_key 'keep'",
+    ),
     # covariates
-    ("covariate absent", _nothing, {"categorical_covariate_keys": ["batch"]}, KeyError, "categorical covariate 'batch'"),
-    ("categorical NaN", _with_row("sex", 4, None), {"categorical_covariate_keys": ["sex"]}, ValueError, "'sex' is missing for donors"),
-    ("continuous NaN", _with_row("age", 4, np.nan), {"continuous_covariate_keys": ["age"]}, ValueError, "'age' is missing for donors"),
-    ("continuous inf", _with_row("age", 4, np.inf), {"continuous_covariate_keys": ["age"]}, ValueError, "'age' holds infinite values for donors"),
+    (
+        "covariate absent",
+        _nothing,
+        {"categorical_covariate_keys": ["batch"]},
+        KeyError,
+        "categorical covariate 'batch'",
+    ),
+    (
+        "categorical NaN",
+        _with_row("sex", 4, None),
+        {"categorical_covariate_keys": ["sex"]},
+        ValueError,
+        "'sex' is missing for donors",
+    ),
+    (
+        "continuous NaN",
+        _with_row("age", 4, np.nan),
+        {"continuous_covariate_keys": ["age"]},
+        ValueError,
+        "'age' is missing for donors",
+    ),
+    (
+        "continuous inf",
+        _with_row("age", 4, np.inf),
+        {"continuous_covariate_keys": ["age"]},
+        ValueError,
+        "'age' holds infinite values for donors",
+    ),
     (
         "continuous text",
         _set_obs("age", lambda m: np.array(["old"] * m.n_obs, dtype=object)),
@@ -180,7 +251,9 @@ SETUP_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("mutate", "kwargs", "error", "pattern"), [c[1:] for c in SETUP_CASES], ids=[c[0] for c in SETUP_CASES])
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "error", "pattern"), [c[1:] for c in SETUP_CASES], ids=[c[0] for c in SETUP_CASES]
+)
 def test_registration(mutate, kwargs, error, pattern):
     mdata = _data()
     mdata = mutate(mdata) or mdata
@@ -197,14 +270,40 @@ def _counts(mdata):
 
 
 MODEL_CASES = [
-    ("unknown likelihood", _nothing, {"gene_likelihood": "poisson"}, ValueError, "gene_likelihood must be one of"),
-    ("exponent", _nothing, {"source_count_exponent": 0.0}, ValueError, "source_count_exponent must be a positive"),
-    ("negative counts", _set_x("tissue_2", 1, 1, -1.0), {"gene_likelihood": "nb"}, ValueError, "tissue 'tissue_2'.*negative"),
-    ("non-integer counts", _set_x("tissue_0", 1, 1, 0.5), {"gene_likelihood": "zinb"}, ValueError, "tissue 'tissue_0'.*non-integer"),
+    (
+        "unknown likelihood",
+        _nothing,
+        {"gene_likelihood": "poisson"},
+        ValueError,
+        "gene_likelihood must be one of",
+    ),
+    (
+        "exponent",
+        _nothing,
+        {"source_count_exponent": 0.0},
+        ValueError,
+        "source_count_exponent must be a positive",
+    ),
+    (
+        "negative counts",
+        _set_x("tissue_2", 1, 1, -1.0),
+        {"gene_likelihood": "nb"},
+        ValueError,
+        "tissue 'tissue_2'.*negative",
+    ),
+    (
+        "non-integer counts",
+        _set_x("tissue_0", 1, 1, 0.5),
+        {"gene_likelihood": "zinb"},
+        ValueError,
+        "tissue 'tissue_0'.*non-integer",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "kwargs", "error", "pattern"), [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES])
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "error", "pattern"), [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES]
+)
 def test_model(mutate, kwargs, error, pattern):
     mdata = _data()
     _counts(mdata)
@@ -226,19 +325,46 @@ TRAIN_CASES = [
     ("train_size", {"train_size": 2.0}, ValueError, "train_size must be a fraction"),
     ("train_donors empty", {"train_donors": []}, ValueError, "train_donors is an empty list"),
     ("unknown train donor", {"train_donors": ["nobody"]}, ValueError, "Unknown training donors.*nobody"),
-    ("train donor twice", {"train_donors": ["donor_001", "donor_001"]}, ValueError, "listed more than once: donor_001"),
-    ("unknown val donor", {"train_donors": ["donor_001"], "validation_donors": ["ghost"]}, ValueError, "validation donors.*ghost"),
-    ("val without train", {"validation_donors": ["donor_001"]}, ValueError, "validation_donors needs train_donors"),
-    ("train and val", {"train_donors": ["donor_001"], "validation_donors": ["donor_001"]}, ValueError, "both in training and validation: donor_001"),
+    (
+        "train donor twice",
+        {"train_donors": ["donor_001", "donor_001"]},
+        ValueError,
+        "listed more than once: donor_001",
+    ),
+    (
+        "unknown val donor",
+        {"train_donors": ["donor_001"], "validation_donors": ["ghost"]},
+        ValueError,
+        "validation donors.*ghost",
+    ),
+    (
+        "val without train",
+        {"validation_donors": ["donor_001"]},
+        ValueError,
+        "validation_donors needs train_donors",
+    ),
+    (
+        "train and val",
+        {"train_donors": ["donor_001"], "validation_donors": ["donor_001"]},
+        ValueError,
+        "both in training and validation: donor_001",
+    ),
     ("split_key absent", {"split_key": "fold"}, KeyError, "split_key 'fold'"),
     ("split 'valid'", {"split_key": "split_valid"}, ValueError, "labels 'valid' that look like 'val'"),
     ("split 'tst'", {"split_key": "split_tst"}, ValueError, "labels 'tst' that look like 'test'"),
     ("split NaN", {"split_key": "split_nan"}, ValueError, "'split_nan'\\] is missing \\(NaN\\) for donors"),
-    ("split no train", {"split_key": "split_none"}, ValueError, "No donor has mdata.obs\\['split_none'\\] == 'train'"),
+    (
+        "split no train",
+        {"split_key": "split_none"},
+        ValueError,
+        "No donor has mdata.obs\\['split_none'\\] == 'train'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "error", "pattern"), [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"), [c[1:] for c in TRAIN_CASES], ids=[c[0] for c in TRAIN_CASES]
+)
 def test_training_arguments(trained, kwargs, error, pattern):
     model, mdata, _ = trained
     n = mdata.n_obs
@@ -277,19 +403,46 @@ def test_training_needs_a_donor_with_two_tissues():
 # -- imputation arguments -------------------------------------------------------------------------
 IMPUTE_CASES = [
     ("unknown target", {"target_tissues": "Lung"}, ValueError, "Unknown target tissues Lung"),
-    ("unknown source", {"target_tissues": "tissue_0", "source_tissues": ["Blood"]}, ValueError, "Unknown source tissues Blood"),
+    (
+        "unknown source",
+        {"target_tissues": "tissue_0", "source_tissues": ["Blood"]},
+        ValueError,
+        "Unknown source tissues Blood",
+    ),
     ("empty sources", {"source_tissues": []}, ValueError, "source_tissues is empty"),
     ("empty targets", {"target_tissues": []}, ValueError, "target_tissues is empty"),
-    ("unknown donor", {"target_tissues": "tissue_0", "donors": ["nobody"]}, ValueError, "Unknown donors.*nobody"),
-    ("donor twice", {"target_tissues": "tissue_0", "donors": ["donor_001", "donor_001"]}, ValueError, "more than once: donor_001"),
+    (
+        "unknown donor",
+        {"target_tissues": "tissue_0", "donors": ["nobody"]},
+        ValueError,
+        "Unknown donors.*nobody",
+    ),
+    (
+        "donor twice",
+        {"target_tissues": "tissue_0", "donors": ["donor_001", "donor_001"]},
+        ValueError,
+        "more than once: donor_001",
+    ),
     ("empty donors", {"target_tissues": "tissue_0", "donors": []}, ValueError, "donors is an empty list"),
     ("n_samples 0", {"target_tissues": "tissue_0", "n_samples": 0}, ValueError, "n_samples must be >= 1"),
-    ("library on normal", {"target_tissues": "tissue_0", "library_size": 1e4}, ValueError, "library_size applies to count"),
-    ("library text", {"target_tissues": "tissue_0", "library_size": "median"}, ValueError, "library_size must be 'latent'"),
+    (
+        "library on normal",
+        {"target_tissues": "tissue_0", "library_size": 1e4},
+        ValueError,
+        "library_size applies to count",
+    ),
+    (
+        "library text",
+        {"target_tissues": "tissue_0", "library_size": "median"},
+        ValueError,
+        "library_size must be 'latent'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "error", "pattern"), [c[1:] for c in IMPUTE_CASES], ids=[c[0] for c in IMPUTE_CASES])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"), [c[1:] for c in IMPUTE_CASES], ids=[c[0] for c in IMPUTE_CASES]
+)
 def test_imputation_arguments(trained, kwargs, error, pattern):
     model, mdata, _ = trained
     before = _snapshot(mdata)
@@ -315,19 +468,56 @@ def _extra_tissue(mdata):
 
 NEW_DATA_CASES = [
     ("unknown tissue", _extra_tissue, ValueError, "not trained on: Brain_Cortex"),
-    ("gene missing", _drop_gene("tissue_1", "gene_2"), ValueError, "Tissue 'tissue_1' lacks 1 genes .*gene_2"),
+    (
+        "gene missing",
+        _drop_gene("tissue_1", "gene_2"),
+        ValueError,
+        "Tissue 'tissue_1' lacks 1 genes .*gene_2",
+    ),
     ("NaN value", _set_x("tissue_2", 0, 0, np.nan), ValueError, "Tissue 'tissue_2'.*NaN or infinite"),
-    ("donor twice", _rename_donor("tissue_0", 1, None), ValueError, "Tissue 'tissue_0' lists donors more than once"),
-    ("donor not in obs", _rename_donor("tissue_3", 1, "stranger"), ValueError, "'tissue_3'.*obs_names: stranger"),
-    ("categorical NaN", _with_row("sex", 5, None), ValueError, "categorical covariate 'sex' is missing for donors"),
-    ("unknown category", _with_row("sex", 5, "X"), ValueError, "'sex' has categories the model was not trained on: X"),
-    ("continuous NaN", _with_row("age", 5, np.nan), ValueError, "continuous covariate 'age' is missing for donors"),
+    (
+        "donor twice",
+        _rename_donor("tissue_0", 1, None),
+        ValueError,
+        "Tissue 'tissue_0' lists donors more than once",
+    ),
+    (
+        "donor not in obs",
+        _rename_donor("tissue_3", 1, "stranger"),
+        ValueError,
+        "'tissue_3'.*obs_names: stranger",
+    ),
+    (
+        "categorical NaN",
+        _with_row("sex", 5, None),
+        ValueError,
+        "categorical covariate 'sex' is missing for donors",
+    ),
+    (
+        "unknown category",
+        _with_row("sex", 5, "X"),
+        ValueError,
+        "'sex' has categories the model was not trained on: X",
+    ),
+    (
+        "continuous NaN",
+        _with_row("age", 5, np.nan),
+        ValueError,
+        "continuous covariate 'age' is missing for donors",
+    ),
     ("continuous inf", _with_row("age", 5, -np.inf), ValueError, "'age' holds infinite values"),
-    ("covariate absent", lambda m: m.obs.drop(columns="age", inplace=True), KeyError, "continuous covariate 'age'"),
+    (
+        "covariate absent",
+        lambda m: m.obs.drop(columns="age", inplace=True),
+        KeyError,
+        "continuous covariate 'age'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "error", "pattern"), [c[1:] for c in NEW_DATA_CASES], ids=[c[0] for c in NEW_DATA_CASES])
+@pytest.mark.parametrize(
+    ("mutate", "error", "pattern"), [c[1:] for c in NEW_DATA_CASES], ids=[c[0] for c in NEW_DATA_CASES]
+)
 @pytest.mark.parametrize("where", ["imputation", "load"])
 def test_new_data(trained, where, mutate, error, pattern):
     model, _, path = trained
@@ -374,7 +564,11 @@ def _remove(path):
 
 @pytest.mark.parametrize(
     ("damage", "error", "pattern"),
-    [(_truncate, ValueError, "model.pt' is corrupted"), (_garbage, ValueError, "model.pt' is corrupted"), (_remove, FileNotFoundError, "model.pt")],
+    [
+        (_truncate, ValueError, "model.pt' is corrupted"),
+        (_garbage, ValueError, "model.pt' is corrupted"),
+        (_remove, FileNotFoundError, "model.pt"),
+    ],
     ids=["truncated", "garbage", "missing"],
 )
 def test_damaged_model_file(trained, tmp_path, damage, error, pattern):

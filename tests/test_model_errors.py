@@ -156,7 +156,9 @@ def test_minibatch_without_targets_adds_zero_loss():
     model = hyfa.HYFA(mdata, **TINY)
     singles = [d for d in mdata.obs_names if d.startswith("d")]
     train, val = [*singles[:8], "p0"], [*singles[8:], "p1"]
-    model.train(max_epochs=1, batch_size=1, train_donors=train, validation_donors=val, enable_progress_bar=False)
+    model.train(
+        max_epochs=1, batch_size=1, train_donors=train, validation_donors=val, enable_progress_bar=False
+    )
     assert np.isfinite(model.history["train_loss"].to_numpy(dtype=float)).all()
     assert np.isfinite(model.history["elbo_validation"].to_numpy(dtype=float)).all()
 
@@ -257,7 +259,9 @@ def test_new_data_donor_checks(problem, tmp_path):
     names = list(new.mod["tissue_0"].obs_names)
     names[1] = "stranger" if problem == "missing" else names[0]
     new.mod["tissue_0"].obs_names = names
-    message = "missing from mdata.obs_names: stranger" if problem == "missing" else f"more than once: {names[0]}"
+    message = (
+        "missing from mdata.obs_names: stranger" if problem == "missing" else f"more than once: {names[0]}"
+    )
     with pytest.raises(ValueError, match=f"Tissue 'tissue_0' .*{message}"):
         model.get_imputed_expression(new, target_tissues="tissue_1")
     with pytest.raises(ValueError, match=f"Tissue 'tissue_0' .*{message}"):
@@ -349,7 +353,9 @@ def test_nullable_boolean_gene_mask():
     _setup(mdata, gene_mask_key="keep")
     assert "gene_0" not in hyfa.HYFA(mdata, **TINY).genes
     mdata.mod["tissue_2"].var.loc["gene_3", "keep"] = pd.NA
-    with pytest.raises(ValueError, match="mdata\\['tissue_2'\\].var\\['keep'\\] is missing \\(NA\\) for genes gene_3"):
+    with pytest.raises(
+        ValueError, match="mdata\\['tissue_2'\\].var\\['keep'\\] is missing \\(NA\\) for genes gene_3"
+    ):
         _setup(mdata, gene_mask_key="keep")
 
 

@@ -203,7 +203,12 @@ class HYFA(
     def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True, **kwargs):
         """Register new data against the model; count models first check that they hold raw counts."""
         module = getattr(self, "module", None)
-        if adata is not None and module is not None and module.counts and self.get_anndata_manager(adata) is None:
+        if (
+            adata is not None
+            and module is not None
+            and module.counts
+            and self.get_anndata_manager(adata) is None
+        ):
             check_new_counts(adata, self.registry_)
         return super()._validate_anndata(adata, copy_if_view=copy_if_view, **kwargs)
 

@@ -178,7 +178,10 @@ def check_new_data(mdata: MuData, source_registry: dict) -> None:
             )
     cat_state = fields.get(REGISTRY_KEYS.CAT_COVS_KEY, {}).get("state_registry", {})
     check_covariates(
-        mdata, setup_args.get("categorical_covariate_keys"), "categorical", categories=cat_state.get("mappings")
+        mdata,
+        setup_args.get("categorical_covariate_keys"),
+        "categorical",
+        categories=cat_state.get("mappings"),
     )
     check_covariates(mdata, setup_args.get("continuous_covariate_keys"), "continuous")
 

@@ -110,7 +110,9 @@ def check_boolean_mask(column: pd.Series, what: str) -> np.ndarray:
     if isinstance(column.dtype, pd.BooleanDtype):
         missing = column.index[column.isna().to_numpy()]
         if len(missing):
-            raise ValueError(f"{what} is missing (NA) for genes {_preview(missing)}; fill it with True or False.")
+            raise ValueError(
+                f"{what} is missing (NA) for genes {_preview(missing)}; fill it with True or False."
+            )
         return column.to_numpy(dtype=bool)
     raise ValueError(f"{what} must be boolean (True / False per gene), got dtype {column.dtype}.")
 
@@ -150,7 +152,9 @@ def check_covariates(
                 raise ValueError(f"Continuous covariate {key!r} must be numeric: {exc}.") from None
             infinite = mdata.obs_names[~np.isfinite(values)]
             if len(infinite):
-                raise ValueError(f"Continuous covariate {key!r} holds infinite values for donors {_preview(infinite)}.")
+                raise ValueError(
+                    f"Continuous covariate {key!r} holds infinite values for donors {_preview(infinite)}."
+                )
         elif categories is not None and key in categories:
             known = pd.Index(list(categories[key]))
             values = pd.Index(np.asarray(column, dtype=object))
@@ -204,7 +208,9 @@ def split_labels(column: pd.Series, split_key: str, donors: pd.Index) -> tuple[n
     return train, val
 
 
-def check_training_donors(observed: np.ndarray, train: np.ndarray | None, validation: np.ndarray | None, donors) -> None:
+def check_training_donors(
+    observed: np.ndarray, train: np.ndarray | None, validation: np.ndarray | None, donors
+) -> None:
     """Raise if no training donor gave two tissues (nothing to learn from); warn if no validation donor did.
 
     Parameters
