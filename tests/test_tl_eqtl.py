@@ -146,13 +146,15 @@ def test_eqtl_mapping_observed_vs_completed():
     not asserted; false discoveries staying controlled in both settings is.
     """
     _needs_tensorqtl()
+    import scvi
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    scvi.settings.seed = 0
     try:
         observed, truth, genotypes = hyfa.data.simulate_eqtl(
-            n_donors=160, n_tissues=6, n_genes=20, n_variants=30, missing_rate=0.6, seed=1
+            n_donors=160, n_tissues=6, n_genes=30, n_variants=30, missing_rate=0.6, seed=1
         )
         hyfa.HYFA.setup_mudata(observed)
         model = hyfa.HYFA(
@@ -160,7 +162,7 @@ def test_eqtl_mapping_observed_vs_completed():
             n_metagene_latent=8, n_heads=2, n_head_dim=8, n_hidden_decoder=32,
         )  # fmt: skip
         model.train(max_epochs=30, batch_size=64, enable_progress_bar=False)
-        completed = model.get_completed_cohort(tissues=["tissue_0", "tissue_1", "tissue_2"])
+        completed = model.get_completed_cohort(tissues=["tissue_0", "tissue_1", "tissue_2", "tissue_3"])
         table = truth.uns["eqtl"]
         true = {"observed": 0, "completed": 0}
         false = dict(true)
