@@ -7,8 +7,12 @@ The cohort has GTEx v8's shape as in the paper: the bundled data's real donor x 
 
 - ``build``: the MuData (not HYFA's cost; the baseline of the next phase);
 - ``setup``: ``HYFA.setup_mudata``; ``construct``: ``HYFA(mdata, ...)``;
-- ``train fp32`` / ``train bf16``: one training epoch (the second of two; validation excluded),
-  fp32 and ``precision="bf16-mixed"``;
+- ``train fp32`` / ``train bf16``: a fresh model trained for two epochs, fp32 and
+  ``precision="bf16-mixed"``, measured by ``train_speed.py``'s ``train_once``: seconds per epoch
+  (the second; validation excluded), the fp32 / bf16 ``torch.matmul`` rates measured in the same
+  run at the encoder and decoder shapes, and the GEMM floor (the encoder's forward and
+  weight-gradient products and the decoder's forward and backward products at those rates) as a
+  fraction of the epoch;
 - ``impute 1 target``: ``get_imputed_expression(target_tissues="Lung")`` for all 834 donors;
 - ``complete cohort``: ``write_imputed_expression(missing_only=True)``, every missing donor x
   tissue pair from all of the donor's tissues, streamed to an ``.h5mu`` file;
@@ -36,10 +40,9 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from train_speed import PAPER_HYPERPARAMETERS, current_memory_gb, peak_memory_gb, reset_peak_memory  # noqa: E402
+from _measure import current_memory_gb, peak_memory_gb, reset_peak_memory
+from train_speed import PAPER_HYPERPARAMETERS, gtex_scale_cohort
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,48 +86,26 @@ class Phases:
             )
 
 
-def gtex_shaped_cohort(n_genes: int, seed: int):
-    """Return a MuData with the bundled GTEx cohort's donors, tissues and split, and random float32 values."""
-    import anndata as ad
-    import mudata as md
+def training_phase(mdata, precision: str, seed: int) -> dict:
+    """Train a fresh model for two epochs at ``precision`` with train_speed's measurements (GEMM floor, matmul rates)."""
+    from train_speed import train_once
 
-    import hyfa
-
-    pattern = hyfa.data.gtex_acmg59()
-    rng = np.random.default_rng(seed)
-    genes = [f"ENSG{i:011d}" for i in range(n_genes)]
-    mods = {}
-    for tissue, adata in pattern.mod.items():
-        values = rng.standard_normal((adata.n_obs, n_genes), dtype=np.float32)
-        mods[tissue] = ad.AnnData(values, obs=adata.obs[[]].copy(), var={"gene_symbol": genes})
-        mods[tissue].var_names = genes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mdata = md.MuData(mods)
-    mdata.obs["split"] = pattern.obs["split"].reindex(mdata.obs_names).to_numpy()
-    return mdata
-
-
-def epoch_seconds(model, precision: str, train_donors) -> float:
-    """Train two epochs and return the second's seconds (validation excluded)."""
-    from lightning.pytorch.callbacks import Callback
-
-    class Timer(Callback):
-        def __init__(self):
-            self.times = []
-
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.start = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            self.times.append(time.perf_counter() - self.start)
-
-    timer = Timer()
-    kwargs = {} if precision == "fp32" else {"precision": "bf16-mixed"}
-    model.train(
-        max_epochs=2, train_donors=train_donors, batch_size=63, callbacks=[timer], enable_progress_bar=False, **kwargs
+    return train_once(
+        mdata, "gtex-scale", precision, argparse.Namespace(epochs=2, seed=seed, reuse_freed_memory=False)
     )
-    return timer.times[-1]
+
+
+def print_training(result: dict) -> None:
+    """Print a training phase's epoch time, GEMM floor and matmul rates."""
+    precision = result["precision"]
+    floor = result["gemm_floor"][precision]["floor_s"]
+    rates = result["matmul_gflops_per_s"][precision]
+    print(
+        f"    {precision}: {result['s_per_epoch']:.1f} s/epoch (fastest {result['best_s_per_epoch']:.1f} s); GEMM floor "
+        f"{floor:.1f} s = {floor / result['s_per_epoch']:.2f} of the epoch ({floor / result['best_s_per_epoch']:.2f} of "
+        f"the fastest); matmul GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items()),
+        flush=True,
+    )
 
 
 def main(argv=None) -> None:
@@ -138,38 +119,45 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     scvi.settings.verbosity = logging.WARNING
+    logging.getLogger("lightning").setLevel(logging.ERROR)
     scvi.settings.seed = args.seed
     warnings.filterwarnings("ignore")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.genes} genes", flush=True)
     phases = Phases()
-    mdata = phases.run("build", gtex_shaped_cohort, args.genes, args.seed)
+    mdata = phases.run("build", gtex_scale_cohort, args.genes, args.seed, register=False)
     data_gb = sum(a.X.nbytes for a in mdata.mod.values()) / 1e9
     phases.run("setup", hyfa.HYFA.setup_mudata, mdata)
     hp = {**PAPER_HYPERPARAMETERS, "source_count_exponent": 1.0}
-    model = phases.run("construct", hyfa.HYFA, mdata, **hp)
-    train_donors = list(mdata.obs_names[mdata.obs["split"] == "train"])
-    epoch = None
+    epoch = bf16 = None
     if not args.skip_train:
-        epoch = phases.run("train fp32 (2 epochs)", epoch_seconds, model, "fp32", train_donors)
-        print(f"    fp32 epoch: {epoch:.1f} s", flush=True)
-        bf16 = phases.run("train bf16 (2 epochs)", epoch_seconds, model, "bf16", train_donors)
-        print(f"    bf16 epoch: {bf16:.1f} s ({epoch / bf16:.2f}x fp32)", flush=True)
+        fp32 = phases.run("train fp32 (2 epochs)", training_phase, mdata, "fp32", args.seed)
+        print_training(fp32)
+        low = phases.run("train bf16 (2 epochs)", training_phase, mdata, "bf16", args.seed)
+        print_training(low)
+        epoch, bf16 = fp32["s_per_epoch"], low["s_per_epoch"]
+        print(
+            f"    bf16-mixed: {epoch / bf16:.2f}x fp32 ({fp32['best_s_per_epoch'] / low['best_s_per_epoch']:.2f}x on the fastest epochs)"
+        )
+    model = phases.run("construct", hyfa.HYFA, mdata, **hp)
     with tempfile.TemporaryDirectory() as tmp:
         phases.run("impute 1 target (Lung)", model.get_imputed_expression, target_tissues="Lung")
         phases.run(
-            "complete cohort (write)", model.write_imputed_expression, Path(tmp) / "completed.h5mu",
-            missing_only=True, progress_bar=False,
+            "complete cohort (write)",
+            model.write_imputed_expression,
+            Path(tmp) / "completed.h5mu",
+            missing_only=True,
+            progress_bar=False,
         )
         phases.run(
-            "impute all, leave-one-out (write)", model.write_imputed_expression, Path(tmp) / "all.h5mu",
+            "impute all, leave-one-out (write)",
+            model.write_imputed_expression,
+            Path(tmp) / "all.h5mu",
             progress_bar=False,
         )
         size = sum(f.stat().st_size for f in Path(tmp).glob("*.h5mu")) / 1e9
         print(f"    files written: {size:.2f} GB", flush=True)
         phases.run("save", model.save, Path(tmp) / "model", overwrite=True)
         phases.run("load", hyfa.HYFA.load, Path(tmp) / "model", mdata)
-    if epoch:
-        print(f"\nfp32 epoch {epoch:.1f} s; bf16 epoch {bf16:.1f} s ({epoch / bf16:.2f}x)")
     phases.print_table(epoch, data_gb)
 
 

@@ -123,11 +123,12 @@ def gtex_cohort():
     return mdata
 
 
-def gtex_scale_cohort(n_genes: int, seed: int):
+def gtex_scale_cohort(n_genes: int, seed: int, register: bool = True):
     """Return the bundled GTEx data's donor x tissue pattern filled with ``n_genes`` random normalized genes.
 
     The 834 donors, 49 tissues and 15,197 samples (2-39 tissues per donor) and the paper's split of
-    ``hyfa.data.gtex_acmg59()``; every sample's expression is standard normal (float32).
+    ``hyfa.data.gtex_acmg59()``; every sample's expression is standard normal (float32). With
+    ``register``, the MuData is registered with ``HYFA.setup_mudata``.
     """
     import anndata as ad
     import mudata as md
@@ -146,7 +147,8 @@ def gtex_scale_cohort(n_genes: int, seed: int):
     mdata = md.MuData(tissues)
     mdata.obs = mdata.obs.join(pattern.obs[["split"]])
     del pattern
-    hyfa.HYFA.setup_mudata(mdata)
+    if register:
+        hyfa.HYFA.setup_mudata(mdata)
     return mdata
 
 

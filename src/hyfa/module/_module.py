@@ -210,7 +210,9 @@ class HYFAModule(BaseModuleClass):
 
         Row ``p`` of the output is donor ``donor_row[p]`` embedded by message passing over its
         tissues ``source_mask[p]``, as :meth:`inference` would. Every (donor, tissue) sample that
-        any set uses goes through the metagene encoder once; message passing runs once per set.
+        any set uses goes through the metagene encoder once, and (in eval mode, without
+        normalization layers) through the first graph layer's message MLP once; the rest of the
+        message passing runs once per set.
 
         Parameters
         ----------
@@ -232,6 +234,13 @@ class HYFAModule(BaseModuleClass):
         lookup = torch.full(used.shape, -1, dtype=torch.long, device=x.device)
         lookup[sample_donor, sample_tissue] = torch.arange(len(sample_donor), device=x.device)
         h0 = self.initial_donor(x.shape[0], cat_covs, cont_covs)
+        first, *rest = self.graph_layers
+        nodes = (self.tissue_embedding, self.metagene_embedding)
+        # the first layer sees every set of a donor with the same donor embedding: its hidden units
+        # are computed once per sample and only pooled per set
+        shared = first.shares_sample_messages
+        if shared:
+            messages = first.sample_messages(h0, *nodes, sample_attr, sample_donor, sample_tissue)
         out = torch.empty(len(donor_row), h0.shape[1], device=x.device)
         counts = source_mask.sum(dim=1).cpu()
         start = 0
@@ -241,8 +250,15 @@ class HYFAModule(BaseModuleClass):
                 n_sources += int(counts[stop])
                 stop += 1
             set_row, edge_tissue = source_mask[start:stop].nonzero(as_tuple=True)
-            edge_attr = sample_attr[lookup[donor_row[start:stop][set_row], edge_tissue]]
-            out[start:stop] = self.propagate(h0[donor_row[start:stop]], edge_attr, set_row, edge_tissue)
+            edge_sample = lookup[donor_row[start:stop][set_row], edge_tissue]
+            h = h0[donor_row[start:stop]]
+            if shared:
+                h = first.forward_sample_messages(h, *nodes, messages, sample_tissue, set_row, edge_sample)
+            else:
+                h = first(h, *nodes, sample_attr[edge_sample], set_row, edge_tissue)
+            for layer in rest:
+                h = layer(h, *nodes, sample_attr[edge_sample], set_row, edge_tissue)
+            out[start:stop] = h
             start = stop
         return out
 

@@ -10,18 +10,14 @@ from ._kernels import pooled_messages
 from ._mlp import MLP, FactorizedInput, activation_block
 
 
-def tissue_attention(
+def attention_factors(
     logits: torch.Tensor, edge_donor: torch.Tensor, edge_tissue: torch.Tensor, n_donors: int
-) -> torch.Tensor:
-    """Return the softmax of ``logits[edge_tissue]`` over all hyperedges of each donor, per head.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the two factors of :func:`tissue_attention`: per-tissue weights and per-pair normalizers.
 
-    The logits ``(n_tissues, n_metagenes, n_heads)`` depend on the tissue and metagene only, so
-    the softmax is assembled from per-tissue sums and a dense ``(n_donors, n_tissues)`` table of
-    each donor's tissues: no scatter over hyperedges.
-
-    Returns
-    -------
-    ``(n_pairs, n_metagenes, n_heads)`` weights; each donor's sum to one per head.
+    ``alpha[p, m, h] = weights[edge_tissue[p], m, h] * pair_factor[p, h]``: the weights
+    ``(n_tissues, n_metagenes, n_heads)`` depend on the logits only; ``pair_factor`` ``(n_pairs,
+    n_heads)`` makes each donor's weights sum to one per head.
     """
     n_tissues, _, n_heads = logits.shape
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bfloat16 under autocast
@@ -33,7 +29,23 @@ def tissue_attention(
     donor_max = torch.where(has_tissue[..., None], tissue_max, tissue_max.amin(dim=0)).amax(dim=1)
     rescale = torch.exp(tissue_max[None] - donor_max[:, None, :]) * has_tissue[..., None]  # (D, T, H)
     donor_total = (rescale * tissue_weights.sum(dim=1)[None]).sum(dim=1)  # (D, H)
-    pair_factor = rescale[edge_donor, edge_tissue] / donor_total[edge_donor]  # (P, H)
+    return tissue_weights, rescale[edge_donor, edge_tissue] / donor_total[edge_donor]
+
+
+def tissue_attention(
+    logits: torch.Tensor, edge_donor: torch.Tensor, edge_tissue: torch.Tensor, n_donors: int
+) -> torch.Tensor:
+    """Return the softmax of ``logits[edge_tissue]`` over all hyperedges of each donor, per head.
+
+    The logits ``(n_tissues, n_metagenes, n_heads)`` depend on the tissue and metagene only, so
+    the softmax is assembled from per-tissue sums and a dense ``(n_donors, n_tissues)`` table of
+    each donor's tissues: no scatter over hyperedges (see :func:`attention_factors`).
+
+    Returns
+    -------
+    ``(n_pairs, n_metagenes, n_heads)`` weights; each donor's sum to one per head.
+    """
+    tissue_weights, pair_factor = attention_factors(logits, edge_donor, edge_tissue, n_donors)
     return tissue_weights[edge_tissue] * pair_factor[:, None, :]
 
 
@@ -164,10 +176,66 @@ class HypergraphAttentionConv(nn.Module):
         else:  # normalization needs every hyperedge's hidden units at once
             per_pair = torch.bmm(alpha.transpose(1, 2), self.message_activations(*nodes))  # (P, H, K)
             pooled = pool_by_donor(per_pair, edge_donor, n_donors)
+        return self._update(h_donor, pooled)
+
+    def _update(self, h_donor: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """Return the refined embeddings from the pooled hidden units ``(n_donors, n_heads, n_message)``."""
         weight = self.message_output.weight.view(self.n_heads, self.n_head_dim, -1)
-        message = torch.einsum("bhk,hdk->bhd", pooled, weight).reshape(n_donors, -1)
+        message = torch.einsum("bhk,hdk->bhd", pooled, weight).reshape(h_donor.shape[0], -1)
         update = self.update(torch.cat([h_donor, message], dim=-1))
         return h_donor + update if self.residual else update
+
+    # -- many source sets of the same donors (inference) -----------------------------------------
+    @property
+    def shares_sample_messages(self) -> bool:
+        """Whether :meth:`sample_messages` applies: eval mode and no normalization in ``phi_e``."""
+        return not self.training and isinstance(self.message_hidden[2], nn.Identity)
+
+    def sample_messages(self, h_donor, h_tissue, h_metagene, sample_attr, sample_donor, sample_tissue):
+        """Return each sample's hidden units of ``phi_e`` summed over metagenes with tissue-level weights.
+
+        ``(n_samples, n_heads, n_message)``: ``sum_m weights[t, m] * silu(pre[s, m])`` with the
+        weights of :func:`attention_factors`. Every source set of a donor drawn from these samples,
+        with the donor's embedding ``h_donor``, pools them with set-level factors
+        (:meth:`forward_sample_messages`), so the hidden units are computed once per sample, not
+        once per set. Eval mode only (see :attr:`shares_sample_messages`).
+        """
+        logits = self.attention_logits(h_tissue, h_metagene)
+        weights, _ = attention_factors(logits, sample_donor, sample_tissue, h_donor.shape[0])
+        per_pair, per_metagene = self._message_terms(
+            h_donor, h_tissue, h_metagene, sample_donor, sample_tissue
+        )
+        n_samples = len(sample_donor)
+        index = torch.arange(n_samples, device=sample_attr.device)
+        edge_weight = self.message_input.parts[3].weight
+        return pooled_messages(
+            sample_attr, edge_weight, per_pair, per_metagene, weights[sample_tissue], index, n_samples
+        )
+
+    def forward_sample_messages(
+        self,
+        h_set: torch.Tensor,
+        h_tissue: torch.Tensor,
+        h_metagene: torch.Tensor,
+        messages: torch.Tensor,
+        sample_tissue: torch.Tensor,
+        edge_set: torch.Tensor,
+        edge_sample: torch.Tensor,
+        max_edges: int = 2048,
+    ) -> torch.Tensor:
+        """Return refined embeddings of source sets from :meth:`sample_messages` of their samples.
+
+        Set ``q`` holds samples ``edge_sample[edge_set == q]``, all of one donor whose embedding
+        ``h_set[q]`` is the one the messages were computed with. Equals :meth:`forward` over the
+        set's hyperedges (up to float rounding).
+        """
+        logits = self.attention_logits(h_tissue, h_metagene)
+        _, factor = attention_factors(logits, edge_set, sample_tissue[edge_sample], h_set.shape[0])
+        pooled = messages.new_zeros(h_set.shape[0], *messages.shape[1:])
+        for start in range(0, len(edge_set), max_edges):
+            chunk = slice(start, start + max_edges)
+            pooled.index_add_(0, edge_set[chunk], factor[chunk, :, None] * messages[edge_sample[chunk]])
+        return self._update(h_set, pooled)
 
     def _pooled_messages(self, h_donor, h_tissue, h_metagene, edge_attr, edge_donor, edge_tissue, alpha):
         """Return each donor's ``alpha``-weighted sum of ``phi_e``'s hidden units, in chunks (:func:`pooled_messages`)."""
