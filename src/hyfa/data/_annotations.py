@@ -8,8 +8,9 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
+from hyfa._checks import duplicates, preview
+
 from ._io import open_text
-from ._validate import _duplicates, _preview
 
 _AGE_BRACKET = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 #: GTEx codes ``SEX`` as 1 = male, 2 = female.
@@ -23,15 +24,15 @@ def _read_tsv(path: str | PathLike, index: str, required: list[str], what: str) 
     missing = [c for c in [index, *required] if c not in table.columns]
     if missing:
         raise ValueError(
-            f"{path}: {what} lacks column(s) {_preview(missing)}; found {_preview(list(table.columns), 10)}."
+            f"{path}: {what} lacks column(s) {preview(missing)}; found {preview(list(table.columns), 10)}."
         )
     ids = pd.Index(table[index])
     if ids.isna().any():
         raise ValueError(
-            f"{path}: {what} has rows without {index} (table rows {_preview(np.flatnonzero(ids.isna()))})."
+            f"{path}: {what} has rows without {index} (table rows {preview(np.flatnonzero(ids.isna()))})."
         )
     if ids.has_duplicates:
-        raise ValueError(f"{path}: {what} lists some {index} more than once: {_preview(_duplicates(ids))}.")
+        raise ValueError(f"{path}: {what} lists some {index} more than once: {preview(duplicates(ids))}.")
     return table.set_index(index)
 
 
@@ -79,8 +80,8 @@ def read_subject_phenotypes(path: str | PathLike) -> pd.DataFrame:
     bad_sex = table["SEX"].notna() & ~sex.isin(list(_SEX_CODES))
     if bad_sex.any():
         raise ValueError(
-            f"{path}: SEX must be 1 (male) or 2 (female); donors {_preview(table.index[bad_sex])} have "
-            f"{_preview(table['SEX'][bad_sex])}."
+            f"{path}: SEX must be 1 (male) or 2 (female); donors {preview(table.index[bad_sex])} have "
+            f"{preview(table['SEX'][bad_sex])}."
         )
     table["AGE"] = pd.Categorical(age.astype(object).where(age.notna(), None))
     table["age"] = midpoints

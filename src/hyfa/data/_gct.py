@@ -17,8 +17,9 @@ from os import PathLike
 import numpy as np
 import pandas as pd
 
+from hyfa._checks import duplicates, preview
+
 from ._io import _READ_ERRORS, open_binary, read_error, read_errors
-from ._validate import _duplicates, _preview
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def read_gct_header(path: str | PathLike) -> GCTHeader:
         )
     samples = pd.Index(fields[2:])
     if samples.has_duplicates:
-        raise ValueError(f"{path}: duplicated sample ids in the header: {_preview(_duplicates(samples))}.")
+        raise ValueError(f"{path}: duplicated sample ids in the header: {preview(duplicates(samples))}.")
     if (samples == "").any():
         raise ValueError(
             f"{path}: empty sample id in the header (line 3), at column {int(np.argmax(samples == '')) + 3}."
@@ -153,10 +154,10 @@ def iter_gct_counts(
     header = read_gct_header(path)
     samples = header.samples if samples is None else pd.Index(samples)
     if samples.has_duplicates:
-        raise ValueError(f"Samples requested twice: {_preview(_duplicates(samples))}.")
+        raise ValueError(f"Samples requested twice: {preview(duplicates(samples))}.")
     positions = header.samples.get_indexer(samples)
     if (positions < 0).any():
-        raise ValueError(f"{path}: samples not in the GCT header: {_preview(samples[positions < 0])}.")
+        raise ValueError(f"{path}: samples not in the GCT header: {preview(samples[positions < 0])}.")
     parser = _RowParser(path, samples, positions, n_fields=2 + len(header.samples))
     chunk = []
     for ordinal, (line_no, line) in enumerate(_iter_lines(path)):

@@ -12,13 +12,13 @@ from anndata import AnnData
 from anndata.utils import make_index_unique
 from mudata import MuData
 
+from hyfa._checks import duplicates, preview
 from hyfa._utils import as_list as _as_list
 
 from ._annotations import read_sample_attributes, read_subject_phenotypes
 from ._gct import iter_gct_counts, read_gct_genes, read_gct_header
 from ._mudata import build_mudata
 from ._tissue import tissue_id
-from ._validate import _duplicates, _preview
 
 logger = logging.getLogger(__name__)
 
@@ -177,20 +177,20 @@ def _sample_table(
     if len(missing):
         raise ValueError(
             f"{len(missing)} samples of {reads_gct} are missing from the sample attributes {sample_attributes}: "
-            f"{_preview(missing)}."
+            f"{preview(missing)}."
         )
     table = attributes.loc[gct_samples].copy()
     no_tissue = table["SMTSD"].isna()
     if no_tissue.any():
         raise ValueError(
-            f"{sample_attributes}: samples without a tissue (SMTSD): {_preview(table.index[no_tissue])}."
+            f"{sample_attributes}: samples without a tissue (SMTSD): {preview(table.index[no_tissue])}."
         )
     table["donor"] = [donor_id(s) for s in table.index]
     table["tissue"] = [tissue_id(s) for s in table["SMTSD"]]
     clashes = table.groupby("tissue")["SMTSD"].nunique()
     if (clashes > 1).any():
         bad = clashes.index[clashes > 1]
-        raise ValueError(f"Different SMTSD names map to the same tissue identifier(s) {_preview(bad)}.")
+        raise ValueError(f"Different SMTSD names map to the same tissue identifier(s) {preview(bad)}.")
     for col in table.columns:
         if table[col].dtype == object and col not in ("donor", "tissue", *_TISSUE_COLUMNS):
             table[col] = table[col].astype("category")
@@ -203,7 +203,7 @@ def _resolve_tissues(names: list[str], available: list[str], argument: str) -> l
     unknown = [n for n, i in zip(names, ids, strict=True) if i not in available]
     if unknown:
         raise ValueError(
-            f"Unknown tissue(s) in `{argument}`: {_preview(unknown)}. Available: {_preview(available, 60)}."
+            f"Unknown tissue(s) in `{argument}`: {preview(unknown)}. Available: {preview(available, 60)}."
         )
     return ids
 
@@ -234,11 +234,11 @@ def _select_donors(samples: pd.DataFrame, donors: list[str] | None) -> pd.DataFr
         return samples
     wanted = pd.Index(donors)
     if wanted.has_duplicates:
-        raise ValueError(f"Donors listed twice in `donors`: {_preview(_duplicates(wanted))}.")
+        raise ValueError(f"Donors listed twice in `donors`: {preview(duplicates(wanted))}.")
     missing = wanted.difference(pd.Index(samples["donor"].unique()), sort=False)
     if len(missing):
         raise ValueError(
-            f"{len(missing)} donors in `donors` have no sample in the kept tissues: {_preview(missing)}."
+            f"{len(missing)} donors in `donors` have no sample in the kept tissues: {preview(missing)}."
         )
     kept = samples["donor"].isin(wanted)
     if (~kept).any():
@@ -285,7 +285,7 @@ def _donor_table(samples: pd.DataFrame, subject_phenotypes) -> pd.DataFrame:
     phenotypes = read_subject_phenotypes(subject_phenotypes)
     missing = donors.difference(phenotypes.index, sort=False)
     if len(missing):
-        raise ValueError(f"{len(missing)} donors are missing from {subject_phenotypes}: {_preview(missing)}.")
+        raise ValueError(f"{len(missing)} donors are missing from {subject_phenotypes}: {preview(missing)}.")
     obs = phenotypes.loc[donors].copy()
     for col in obs.columns:
         if isinstance(obs[col].dtype, pd.CategoricalDtype):
@@ -297,7 +297,7 @@ def _gene_table(gene_ids: np.ndarray, symbols: np.ndarray, reads_gct) -> pd.Data
     """Return ``var``: unique gene symbols as index and Ensembl ids in ``gene_ids``."""
     ids = pd.Index(gene_ids)
     if ids.has_duplicates:
-        raise ValueError(f"{reads_gct}: duplicated gene ids (Name column): {_preview(_duplicates(ids))}.")
+        raise ValueError(f"{reads_gct}: duplicated gene ids (Name column): {preview(duplicates(ids))}.")
     names = pd.Index([s if s else i for s, i in zip(symbols, gene_ids, strict=True)])
     unique = make_index_unique(names)
     if not unique.equals(names):
@@ -312,18 +312,18 @@ def _gene_rows(var: pd.DataFrame, genes: list[str], reads_gct) -> np.ndarray:
     """Return the file rows of ``genes`` (gene ids or unique symbols), raising on unknown or repeated genes."""
     wanted = pd.Index(genes, dtype=object)
     if wanted.has_duplicates:
-        raise ValueError(f"Genes listed twice in `genes`: {_preview(_duplicates(wanted))}.")
+        raise ValueError(f"Genes listed twice in `genes`: {preview(duplicates(wanted))}.")
     by_id = pd.Index(var["gene_ids"]).get_indexer(wanted)
     rows = np.where(by_id >= 0, by_id, var.index.get_indexer(wanted))
     if (rows < 0).any():
         raise ValueError(
             f"{int((rows < 0).sum())} of {len(wanted)} genes in `genes` are not in {reads_gct}, neither as gene "
-            f"ids (Name) nor as gene symbols (Description, made unique): {_preview(wanted[rows < 0])}."
+            f"ids (Name) nor as gene symbols (Description, made unique): {preview(wanted[rows < 0])}."
         )
     repeated = pd.Index(rows).duplicated()
     if repeated.any():
         raise ValueError(
-            f"Genes given twice in `genes`, once by id and once by symbol: {_preview(wanted[repeated])}."
+            f"Genes given twice in `genes`, once by id and once by symbol: {preview(wanted[repeated])}."
         )
     return rows
 

@@ -11,10 +11,10 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from hyfa._checks import duplicates, preview
 from hyfa._utils import as_list as _as_list
 
 from ._mudata import build_mudata
-from ._validate import _duplicates, _preview
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def from_long(
     ]:
         if key not in obs.columns:
             raise ValueError(
-                f"`{role}` {key!r} is not a column of adata.obs; columns: {_preview(list(obs.columns), 20)}."
+                f"`{role}` {key!r} is not a column of adata.obs; columns: {preview(list(obs.columns), 20)}."
             )
     if sample_key in obs.columns:
         raise ValueError(
@@ -68,12 +68,12 @@ def from_long(
         )
     if obs.index.has_duplicates:
         raise ValueError(
-            f"adata.obs_names (samples) occur more than once: {_preview(_duplicates(obs.index))}."
+            f"adata.obs_names (samples) occur more than once: {preview(duplicates(obs.index))}."
         )
     for key in (donor_key, tissue_key):
         if obs[key].isna().any():
             raise ValueError(
-                f"adata.obs[{key!r}] is missing for samples {_preview(obs.index[obs[key].isna()])}."
+                f"adata.obs[{key!r}] is missing for samples {preview(obs.index[obs[key].isna()])}."
             )
     donor = obs[donor_key].astype(str).to_numpy()
     tissue = obs[tissue_key].astype(str).to_numpy()
@@ -145,7 +145,7 @@ def to_long(
             extra = adata.var_names.difference(first.var_names)
             raise ValueError(
                 f"Tissue {t!r} has other genes (or another order) than tissue {tissues[0]!r}: "
-                f"missing {_preview(missing)}, extra {_preview(extra)}."
+                f"missing {preview(missing)}, extra {preview(extra)}."
             )
         if set(adata.layers) != layers:
             raise ValueError(
@@ -159,7 +159,7 @@ def to_long(
     clash = [c for c in donor_cols if any(c in mdata.mod[t].obs.columns for t in tissues)]
     clash += [c for c in (donor_key, tissue_key) if c in donor_cols]
     if clash:
-        raise ValueError(f"mdata.obs columns {_preview(clash)} clash with sample-level columns or keys.")
+        raise ValueError(f"mdata.obs columns {preview(clash)} clash with sample-level columns or keys.")
 
     frames, names = [], []
     for t in tissues:
@@ -181,7 +181,7 @@ def to_long(
     obs.index = pd.Index(np.concatenate(names), dtype=object)
     if obs.index.has_duplicates:
         raise ValueError(
-            f"Sample names occur more than once: {_preview(obs.index[obs.index.duplicated()].unique())}."
+            f"Sample names occur more than once: {preview(obs.index[obs.index.duplicated()].unique())}."
         )
 
     mods = [mdata.mod[t] for t in tissues]
@@ -209,7 +209,7 @@ def _donor_table(obs: pd.DataFrame, donor: np.ndarray, keys: list[str], donors: 
         n_values = frame[key].groupby(level=0).nunique(dropna=False)
         if (n_values > 1).any():
             raise ValueError(
-                f"adata.obs[{key!r}] differs between the samples of donors {_preview(n_values.index[n_values > 1])}."
+                f"adata.obs[{key!r}] differs between the samples of donors {preview(n_values.index[n_values > 1])}."
             )
     return frame[~frame.index.duplicated()].reindex(donors)
 

@@ -15,6 +15,8 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 
+from hyfa._checks import preview
+
 #: Characters a tissue name may not hold: ``/`` separates groups in the ``.h5mu`` / HDF5 files a model and its data are saved to.
 FORBIDDEN_TISSUE_CHARACTERS = ("/",)
 
@@ -25,10 +27,8 @@ TEST_LABELS = ("test",)
 
 
 def _preview(items: Sequence, n: int = 10) -> str:
-    """Return the first ``n`` items joined by commas, and how many more there are."""
-    items = list(items)
-    more = f" ... and {len(items) - n} more" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
+    """Return the first ``n`` of ``items``, unquoted, and how many there are (:func:`hyfa._checks.preview`)."""
+    return preview(items, n, quote=False)
 
 
 # -- arguments -----------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from mudata import MuData
 from rnanorm import TMM
 from scipy import special, stats
 
+from hyfa._checks import check_counts, check_finite_nonnegative, dense, duplicates, preview
 from hyfa._mudata import copy_mudata
-from hyfa.data._validate import _dense, _duplicates, _preview, check_counts, check_finite_nonnegative
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def normalize_gtex(
 
     normalized = {}
     for t in tissues:
-        cpm = _tmm_cpm(_dense(mdata.mod[t].X).astype(np.float64), expressed[t], t, mdata.mod[t].obs_names)
+        cpm = _tmm_cpm(dense(mdata.mod[t].X).astype(np.float64), expressed[t], t, mdata.mod[t].obs_names)
         normalized[t] = _inverse_normal(cpm).astype(np.float32)
         del cpm
     genes = mdata.mod[tissues[0]].var_names
@@ -170,13 +170,13 @@ def _check_same_genes(mdata: MuData, tissues: list[str]) -> None:
         names = mdata.mod[t].var_names
         if names.has_duplicates:
             raise ValueError(
-                f"Tissue {t!r} has duplicated genes {_preview(_duplicates(names))}; make var_names unique."
+                f"Tissue {t!r} has duplicated genes {preview(duplicates(names))}; make var_names unique."
             )
         missing, extra = reference.difference(names), names.difference(reference)
         if len(missing) or len(extra):
             raise ValueError(
-                f"All tissues must have the same genes: tissue {t!r} lacks {_preview(missing) or 'none'} "
-                f"and has extra {_preview(extra) or 'none'} compared with tissue {tissues[0]!r}."
+                f"All tissues must have the same genes: tissue {t!r} lacks {preview(missing) or 'none'} "
+                f"and has extra {preview(extra) or 'none'} compared with tissue {tissues[0]!r}."
             )
 
 
@@ -197,7 +197,7 @@ def _tissue_counts(mdata: MuData, tissue: str, tpm_layer: str | None) -> np.ndar
             adata.var_names,
             f"Tissue {tissue!r} (layer {tpm_layer!r})",
         )
-    return _dense(adata.X)
+    return dense(adata.X)
 
 
 def _warn_small_tissues(mdata: MuData, tissues: list[str]) -> None:
@@ -218,7 +218,7 @@ def _expressed(mdata, tissue, counts, tpm_layer, min_reads, min_tpm, min_fractio
     needed = min_fraction * counts.shape[0]
     passes = (counts >= min_reads).sum(axis=0) >= needed
     if tpm_layer is not None:
-        tpm = _dense(mdata.mod[tissue].layers[tpm_layer])
+        tpm = dense(mdata.mod[tissue].layers[tpm_layer])
         passes &= (tpm >= min_tpm).sum(axis=0) >= needed
     return np.asarray(passes, dtype=bool)
 
@@ -233,7 +233,7 @@ def _check_normalizable(mdata: MuData, tissue: str, counts: np.ndarray, expresse
     library = counts[:, expressed].sum(axis=1, dtype=np.float64)
     if (library <= 0).any():
         raise ValueError(
-            f"Tissue {tissue!r}: samples of donors {_preview(mdata.mod[tissue].obs_names[library <= 0])} have "
+            f"Tissue {tissue!r}: samples of donors {preview(mdata.mod[tissue].obs_names[library <= 0])} have "
             "no reads in the tissue's expressed genes, so their TMM factor is undefined; remove these samples."
         )
 
@@ -247,7 +247,7 @@ def _tmm_cpm(counts: np.ndarray, expressed: np.ndarray, tissue: str, donors: pd.
     factors = _tmm_factors(kept)
     bad = ~np.isfinite(factors) | (factors <= 0)
     if bad.any():
-        raise ValueError(f"Tissue {tissue!r}: TMM factors are undefined for donors {_preview(donors[bad])}.")
+        raise ValueError(f"Tissue {tissue!r}: TMM factors are undefined for donors {preview(donors[bad])}.")
     library = kept.sum(axis=1) * factors
     del kept
     counts /= library[:, None]

@@ -11,6 +11,8 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+from hyfa._checks import preview
+
 logger = logging.getLogger(__name__)
 
 _MAX_LISTED = 5
@@ -165,7 +167,7 @@ def aggregate_signatures(
     index = pd.Index(names)
     if index.has_duplicates:
         raise ValueError(
-            f"Signature names {_preview(index[index.duplicated()].unique())} repeat because labels contain "
+            f"Signature names {preview(index[index.duplicated()].unique())} repeat because labels contain "
             f"{_SEPARATOR!r}; rename those donors, tissues or cell types."
         )
     obs = pd.DataFrame(
@@ -324,7 +326,7 @@ def _labels(adata: AnnData, key: str) -> pd.Series:
     missing = series.isna().to_numpy()
     if missing.any():
         raise ValueError(
-            f"adata.obs[{key!r}] is missing for {int(missing.sum())} cells, e.g. {_preview(adata.obs_names[missing])}."
+            f"adata.obs[{key!r}] is missing for {int(missing.sum())} cells, e.g. {preview(adata.obs_names[missing])}."
         )
     return series
 
@@ -348,15 +350,8 @@ def _gene_columns(var_names: pd.Index, genes: Sequence[str]) -> np.ndarray:
     genes = pd.Index([genes] if isinstance(genes, str) else list(genes)).unique()
     positions = var_names.get_indexer(genes)
     if (positions < 0).any():
-        raise KeyError(f"genes not in adata.var_names: {_preview(genes[positions < 0])}.")
+        raise KeyError(f"genes not in adata.var_names: {preview(genes[positions < 0])}.")
     return np.sort(positions)
-
-
-def _preview(names) -> str:
-    """Return up to a few of ``names`` quoted, plus how many there are."""
-    names = [str(n) for n in names]
-    shown = ", ".join(repr(n) for n in names[:_MAX_LISTED])
-    return shown + (f", ... ({len(names)} in total)" if len(names) > _MAX_LISTED else "")
 
 
 def _check_parameters(min_profiles, n_top_genes) -> None:

@@ -1,4 +1,4 @@
-"""Input checks shared by the readers and the preprocessing: they raise early, naming the offenders."""
+"""Checks and name listings shared by hyfa.data, hyfa.pp, hyfa.tl, hyfa.pl and the model: they raise early, naming the offenders."""
 
 from __future__ import annotations
 
@@ -13,21 +13,21 @@ _COUNTS = "finite, non-negative integer read counts"
 _NONNEG = "finite, non-negative values"
 
 
-def _preview(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
-    """Return the first ``max_listed`` of ``names`` quoted and comma-separated, plus how many there are."""
+def preview(names: Iterable, max_listed: int = _MAX_LISTED, quote: bool = True) -> str:
+    """Return the first ``max_listed`` of ``names`` comma-separated (quoted with ``quote``), plus how many there are."""
     names = [str(n) for n in names]
-    shown = ", ".join(repr(n) for n in names[:max_listed])
+    shown = ", ".join(repr(n) if quote else n for n in names[:max_listed])
     if len(names) > max_listed:
         shown += f", ... ({len(names)} in total)"
     return shown
 
 
-def _duplicates(index: pd.Index) -> pd.Index:
+def duplicates(index: pd.Index) -> pd.Index:
     """Return the values that occur more than once in ``index``."""
     return index[index.duplicated()].unique()
 
 
-def _dense(X) -> np.ndarray:
+def dense(X) -> np.ndarray:
     """Return ``X`` (dense or sparse) as a dense numpy array."""
     return X.toarray() if sparse.issparse(X) else np.asarray(X)
 
@@ -68,10 +68,10 @@ def _raise_bad(X, test, obs_names, var_names, where: str, what: str, expected: s
     values = X.data if sparse.issparse(X) else np.asarray(X)
     if not test(values).any():
         return
-    dense = _dense(X)
-    rows, cols = np.nonzero(test(dense))
+    matrix = dense(X)
+    rows, cols = np.nonzero(test(matrix))
     pairs = [
-        f"{obs_names[r]}/{var_names[c]}={dense[r, c].item()!r}"
+        f"{obs_names[r]}/{var_names[c]}={matrix[r, c].item()!r}"
         for r, c in zip(rows[:_MAX_LISTED], cols[:_MAX_LISTED], strict=True)
     ]
     raise ValueError(
