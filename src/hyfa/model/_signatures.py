@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -213,10 +212,10 @@ class CellTypeSignatureMixin:
             "n_cell_types": len(cell_types),
             "n_genes": signatures.n_vars,
             "n_cell_type_latent": n_cell_type_latent,
-            "n_predictor_layers": self._bulk_init_arg("n_predictor_layers"),
+            "n_predictor_layers": self.module.n_predictor_layers,
             "n_hidden_decoder": n_hidden_decoder,
-            "dropout_rate": self._bulk_init_arg("dropout_rate") if dropout_rate is None else dropout_rate,
-            "norm": self._bulk_init_arg("norm"),
+            "dropout_rate": self.module.dropout_rate if dropout_rate is None else dropout_rate,
+            "norm": self.module.norm,
             "log_library_mean": float(log_library.mean()),
             "log_library_sd": float(log_library.std()) if len(log_library) > 1 else 1.0,
             "bulk_gene_index": bulk_gene_index,
@@ -258,10 +257,6 @@ class CellTypeSignatureMixin:
             "validation_donors": sorted(set(codes["donor"][val_rows])),
             "freeze_pretrained": freeze_pretrained,
         }
-
-    def _bulk_init_arg(self, name: str) -> Any:
-        """Return the value of ``name`` passed to ``HYFA(...)`` (scvi-tools records it in ``init_params_``)."""
-        return self.init_params_["non_kwargs"][name]
 
     def _bulk_gene_index(self, signature_genes: pd.Index, bulk_offset: bool | None) -> list[int] | None:
         """Return each signature gene's position among the bulk genes (-1: absent), or ``None`` for no offset."""

@@ -102,6 +102,8 @@ class HYFAModule(BaseModuleClass):
         self.n_cats_per_cov = list(n_cats_per_cov or [])
         self.n_continuous_cov = n_continuous_cov
         self.n_donor_latent = n_donor_latent
+        #: The architecture a model built on this one (e.g. cell-type signatures) reuses.
+        self.n_predictor_layers, self.dropout_rate, self.norm = n_predictor_layers, dropout_rate, norm
         self.validation_seed = validation_seed
         self.source_count_exponent = source_count_exponent
         n_covariate_dims = sum(self.n_cats_per_cov) + n_continuous_cov
