@@ -10,16 +10,14 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from hyfa._checks import preview
+
 _MAX_LISTED = 10
 
 
 def _format_names(names: Iterable, max_listed: int = _MAX_LISTED) -> str:
-    """Return a short, human-readable listing of ``names`` (first ``max_listed`` plus the total count)."""
-    names = [str(n) for n in names]
-    shown = ", ".join(repr(n) for n in names[:max_listed])
-    if len(names) > max_listed:
-        shown += ", ..."
-    return f"{shown} ({len(names)} in total)"
+    """Return up to ``max_listed`` of ``names``, quoted, and how many there are (:func:`hyfa._checks.preview`)."""
+    return preview(names, max_listed)
 
 
 def _check_tissues(available: MuData | Sequence[str], tissues: Sequence[str], what: str = "tissue") -> None:
