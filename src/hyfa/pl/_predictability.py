@@ -102,7 +102,7 @@ def _circular_layout(nodes: list[str]) -> dict[str, np.ndarray]:
 
 
 def _layout(nodes: list[str], edges: pd.DataFrame, layout: str, seed: int) -> dict[str, np.ndarray]:
-    """Return node positions: a networkx spring layout weighted by r if networkx is installed, else a circle."""
+    """Return node positions: a networkx spring layout weighted by r (edgeless nodes on an outer ring), else a circle."""
     if layout == "circular":
         return _circular_layout(nodes)
     try:
@@ -116,7 +116,19 @@ def _layout(nodes: list[str], edges: pd.DataFrame, layout: str, seed: int) -> di
     for s, t, w in edges[["source", "target", "value"]].itertuples(index=False):
         weight = max(float(w), 1e-3)
         graph.add_edge(s, t, weight=weight + (graph[s][t]["weight"] if graph.has_edge(s, t) else 0.0))
-    return {n: np.asarray(p) for n, p in nx.spring_layout(graph, weight="weight", seed=seed).items()}
+    # Connected tissues by a spring layout spread over the unit disc; isolated ones on a ring around it.
+    connected = [n for n in nodes if graph.degree(n) > 0]
+    pos = {}
+    if connected:
+        sub = graph.subgraph(connected)
+        spread = 2.0 / np.sqrt(len(connected))
+        pos = {
+            n: np.asarray(p) for n, p in nx.spring_layout(sub, k=spread, weight="weight", seed=seed).items()
+        }
+    isolated = [n for n in nodes if n not in pos]
+    if isolated:
+        pos.update({n: 1.35 * p for n, p in _circular_layout(isolated).items()})
+    return pos
 
 
 def predictability_network(
