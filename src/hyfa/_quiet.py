@@ -61,22 +61,6 @@ def quiet_training() -> Iterator[None]:
             rank_zero_logger.removeFilter(log_filter)
 
 
-@contextlib.contextmanager
-def quiet_mudata() -> Iterator[None]:
-    """Context for building a MuData of imputed tissues: no ``pull_on_update`` FutureWarning.
-
-    mudata 0.3 warns on every ``MuData(...)`` that its default will change in 0.4; the behaviour
-    hyfa relies on does not depend on it (imputed tissues carry no columns to pull). Tissues share
-    gene names by design, so "Cannot join columns with the same name" is dropped too.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*pull_on_update.*", category=FutureWarning)
-        warnings.filterwarnings(
-            "ignore", message=r"Cannot join columns with the same name", category=UserWarning
-        )
-        yield
-
-
 def log_every_n_steps(
     n_train: int, batch_size: int, devices=None, num_nodes: int = 1, default: int = 50
 ) -> int:

@@ -169,9 +169,9 @@ class CompletionMixin:
                 adata.obs["library_size"] = library[t]
             adata.uns["hyfa"] = comp.uns(self, t)
             adatas[self.tissues[t]] = adata
-        from hyfa._quiet import quiet_mudata  # no pull_on_update FutureWarning (#16)
+        from hyfa._mudata import quiet_update  # no pull_on_update warnings; copy-on-write (fast update)
 
-        with quiet_mudata():
+        with quiet_update():
             return adatas[self.tissues[plan.targets[0]]] if single else MuData(adatas)
 
     def write_completed_cohort(
