@@ -19,20 +19,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from hyfa_testing import TINY as HYFA_TINY
 from lightning.pytorch.callbacks import Callback
 
 N_DONORS, N_TRAIN, N_VAL = 60, 40, 10
-TINY = {
-    "n_metagenes": 4,
-    "n_factors": 8,
-    "n_donor_latent": 16,
-    "n_tissue_latent": 8,
-    "n_metagene_latent": 8,
-    "n_heads": 2,
-    "n_head_dim": 8,
-    "n_hidden_decoder": 32,
-    "dropout_rate": 0.0,
-}
+TINY = {**HYFA_TINY, "dropout_rate": 0.0}
 
 
 class RecordDonors(Callback):

@@ -6,22 +6,11 @@ import anndata as ad
 import mudata as md
 import numpy as np
 import pytest
-import scvi
 import torch
 from hyfa_testing import TINY
 
 import hyfa
 from hyfa._constants import REGISTRY_KEYS
-
-
-@pytest.fixture
-def trained(unpaired):
-    mdata, _, _ = unpaired
-    hyfa.HYFA.setup_mudata(mdata)
-    scvi.settings.seed = 0
-    model = hyfa.HYFA(mdata, **TINY)
-    model.train(max_epochs=3, batch_size=16)
-    return model, mdata
 
 
 def _reference(model, mdata, target, exclude_target=True):

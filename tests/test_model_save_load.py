@@ -10,16 +10,6 @@ from hyfa_testing import TINY
 import hyfa
 
 
-@pytest.fixture
-def trained(unpaired):
-    mdata, _, _ = unpaired
-    hyfa.HYFA.setup_mudata(mdata)
-    scvi.settings.seed = 0
-    model = hyfa.HYFA(mdata, **TINY)
-    model.train(max_epochs=3, batch_size=16)
-    return model, mdata
-
-
 def test_save_load_gives_identical_imputations(trained, tmp_path):
     model, mdata = trained
     before = model.get_imputed_expression(target_tissues=["tissue_0", "tissue_2"], exclude_target=False)

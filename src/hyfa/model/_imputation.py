@@ -30,6 +30,7 @@ from hyfa._mudata import quiet_update
 from hyfa._utils import as_list
 
 from ._registration import _preview
+from ._validation import tissue_positions
 from ._writer import ImputedWriter
 
 logger = logging.getLogger(__name__)
@@ -62,12 +63,7 @@ class ImputationMixin:
 
     # -- planning ---------------------------------------------------------------------------------
     def _tissue_positions(self, names: Sequence[str], what: str) -> list[int]:
-        unknown = [t for t in names if t not in self.tissues]
-        if unknown:
-            raise ValueError(
-                f"Unknown {what} {_preview(unknown)}; the model knows {_preview(self.tissues, 60)}."
-            )
-        return [self.tissues.index(t) for t in names]
+        return tissue_positions(names, self.tissues, what)
 
     def _tissue_argument(self, names, what: str) -> list[str]:
         """Return ``names`` as a list: ``None`` means every tissue, an empty list is refused."""

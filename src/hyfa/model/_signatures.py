@@ -18,6 +18,7 @@ from hyfa.nn import count_variance, predicted_library
 
 from ._registration import _preview
 from ._signature_training import counts_matrix, fit, positive_column, signature_split
+from ._validation import tissue_positions
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,7 @@ class CellTypeSignatureMixin:
 
     def _tissue_codes(self, names: Sequence[str], what: str) -> list[int]:
         """Return the position of each tissue of ``names`` among the model's tissues, raising on unknown ones."""
-        unknown = [t for t in names if t not in self.tissues]
-        if unknown:
-            raise ValueError(
-                f"Unknown {what} {_preview(unknown)}; the model knows {_preview(self.tissues, 60)}."
-            )
-        return [self.tissues.index(t) for t in names]
+        return tissue_positions(names, self.tissues, what)
 
     def _bulk_donor_inputs(self, donors: Sequence[str], source_tissues: Sequence[str] | None) -> dict:
         """Return the registered bulk expression, source masks and covariates of ``donors``, as tensors.

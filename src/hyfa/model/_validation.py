@@ -258,3 +258,12 @@ def check_saved_model(dir_path, prefix: str | None = None) -> str:
     if not zipfile.is_zipfile(path):
         raise ValueError(f"The saved model file {path!r} is corrupted or not a model saved by HYFA.save.")
     return path
+
+
+def tissue_positions(names: Sequence[str], tissues: Sequence[str], what: str) -> list[int]:
+    """Return the position of each of ``names`` among the model's ``tissues``, raising for unknown ones by name."""
+    tissues = list(tissues)
+    unknown = [t for t in names if t not in tissues]
+    if unknown:
+        raise ValueError(f"Unknown {what} {_preview(unknown)}; the model knows {_preview(tissues, 60)}.")
+    return [tissues.index(t) for t in names]
