@@ -7,7 +7,7 @@ import pytest
 from hyfa_testing import TINY, make_unpaired_mudata
 
 import hyfa
-from hyfa._constants import SAMPLES_OBSM_KEY, INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS
+from hyfa._constants import INDICES_OBS_KEY, OBSERVED_OBSM_KEY, REGISTRY_KEYS, SAMPLES_OBSM_KEY
 
 
 def _check_rows(tensors, mdata, table, tissues, genes):
