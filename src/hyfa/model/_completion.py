@@ -18,6 +18,8 @@ import numpy as np
 from anndata import AnnData
 from mudata import MuData
 
+from hyfa._access import donor_columns
+
 from ._scvi_internals import sample_rows_of, tissue_blocks
 from ._writer import ImputedWriter
 
@@ -82,8 +84,7 @@ class CompletionMixin:
             )
 
     def _target_obs_rows(self, plan, include: np.ndarray):
-        columns = [c for c in plan.mdata.obs.columns if ":" not in c and not c.startswith("_")]
-        return plan.mdata.obs.loc[plan.donor_names[include], columns].copy()
+        return plan.mdata.obs.loc[plan.donor_names[include], donor_columns(plan.mdata.obs)].copy()
 
     def get_completed_cohort(
         self,

@@ -25,6 +25,7 @@ from mudata import MuData
 from scvi import settings
 from scvi.utils import track
 
+from hyfa._access import donor_columns
 from hyfa._constants import REGISTRY_KEYS
 from hyfa._mudata import quiet_update
 from hyfa._utils import as_list
@@ -186,8 +187,7 @@ class ImputationMixin:
                 yield t, local[t] + rows.start, {k: v.float().cpu().numpy() for k, v in pred.items()}
 
     def _target_obs(self, plan: _Plan, t: int) -> pd.DataFrame:
-        columns = [c for c in plan.mdata.obs.columns if ":" not in c and not c.startswith("_")]
-        return plan.mdata.obs.loc[plan.donor_names[plan.keep[t]], columns].copy()
+        return plan.mdata.obs.loc[plan.donor_names[plan.keep[t]], donor_columns(plan.mdata.obs)].copy()
 
     def _target_var(self, plan: _Plan, t: int) -> pd.DataFrame:
         name = self.tissues[t]

@@ -17,18 +17,15 @@ import pandas as pd
 from mudata import MuData
 from scipy import sparse
 
+from hyfa._access import layer_matrix
+
 from ._validation import _preview, check_boolean_mask, check_donor_names, check_tissue_names
 
 logger = logging.getLogger(__name__)
 
 
 def _tissue_matrix(mdata: MuData, tissue: str, layer: str | None):
-    adata = mdata.mod[tissue]
-    if layer is None:
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(f"Layer {layer!r} not found in tissue {tissue!r} (layers: {list(adata.layers)}).")
-    return adata.layers[layer]
+    return layer_matrix(mdata.mod[tissue], layer, f"tissue {tissue!r}")
 
 
 def resolve_tissues(mdata: MuData, tissues: Sequence[str] | None) -> list[str]:

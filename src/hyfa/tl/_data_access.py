@@ -10,6 +10,7 @@ from anndata import AnnData
 from mudata import MuData
 from scipy import sparse
 
+from hyfa._access import donor_columns, layer_matrix
 from hyfa._checks import preview
 
 _MAX_LISTED = 10
@@ -96,8 +97,7 @@ def _adata_matrix(
     label
         How to refer to ``adata`` in error messages.
     """
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(f"Layer {layer!r} not found in {label}; available layers: {list(adata.layers)}.")
+    X = layer_matrix(adata, layer, label)
     if adata.obs_names.has_duplicates:
         raise ValueError(
             f"{label} has duplicated obs_names: {_format_names(adata.obs_names[adata.obs_names.duplicated()].unique())}."
@@ -116,7 +116,6 @@ def _adata_matrix(
     if not present.all() and missing_donors == "raise":
         raise ValueError(f"Donors missing from {label}: {_format_names(donors[~present])}.")
 
-    X = adata.X if layer is None else adata.layers[layer]
     out = np.full((len(donors), len(genes)), np.nan, dtype=np.float64)
     if present.any():
         if sparse.issparse(X):
@@ -171,8 +170,7 @@ def _donors_with_all(mdata: MuData, tissues: Sequence[str], donors: Sequence[str
 
 def _donor_obs(mdata: MuData, donors: Sequence[str]) -> pd.DataFrame:
     """Return the donor-level columns of ``mdata.obs`` for ``donors`` (no ``"tissue:..."`` nor ``"_..."``)."""
-    columns = [c for c in mdata.obs.columns if ":" not in c and not c.startswith("_")]
-    return mdata.obs.loc[list(donors), columns]
+    return mdata.obs.loc[list(donors), donor_columns(mdata.obs)]
 
 
 def _covariate_matrix(
