@@ -48,9 +48,9 @@ def _output(parser: argparse.ArgumentParser, path: str, overwrite: bool) -> Path
 def _read_mudata(path: Path):
     import mudata
 
-    from hyfa._mudata import quiet_update
+    from hyfa._mudata import quiet_mudata
 
-    with quiet_update():
+    with quiet_mudata():
         return mudata.read_h5mu(path)
 
 
@@ -344,11 +344,11 @@ def merge_imputed(parts: list[Path], output: Path) -> None:
     import anndata as ad
     import mudata
 
-    from hyfa._mudata import quiet_update
+    from hyfa._mudata import quiet_mudata
 
     tissues: dict[str, list] = {}
     uns = {}
-    with quiet_update():
+    with quiet_mudata():
         for part in parts:
             mdata = mudata.read_h5mu(part)
             uns = uns or dict(mdata.uns)

@@ -25,24 +25,36 @@ def _no_pull():
 
 
 @contextlib.contextmanager
+def quiet_mudata():
+    """Return a context that only silences mudata's warnings about hyfa's MuData (e.g. reading one back).
+
+    mudata 0.3 warns on every ``MuData(...)`` that ``pull_on_update``'s default will change; every
+    tissue measures the same genes, so the global ``var_names`` repeat by design. Nothing else changes.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"var_names (are|is) not unique", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"Cannot join columns", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*pull_on_update.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*copy_on_write.*", category=Warning)
+        yield
+
+
+@contextlib.contextmanager
 def quiet_update():
     """Return a context for building MuData of many tissues without pulled columns, warnings or waste.
 
     mudata's ``update()`` records each modality's positions by slicing a donors (or genes) x
     modalities table column by column; without pandas copy-on-write every slice keeps a copy of
     the remaining table alive, which costs memory quadratic in the number of tissues (about 18 GB
-    for 56,200 genes in 54 tissues). Copy-on-write turns these slices into views.
+    for 56,200 genes in 54 tissues) and time (42 s for 49 tissues x 12,557 genes, 3.5 s with it).
+    Copy-on-write turns these slices into views. Modalities' ``obs`` columns are not pulled into
+    the global ``obs`` (:func:`quiet_mudata` alone leaves mudata's behaviour as it is).
     """
     with contextlib.ExitStack() as stack:
         stack.enter_context(_no_pull())
         with contextlib.suppress(KeyError, ValueError):  # pandas without the option (always copy-on-write)
             stack.enter_context(pd.option_context("mode.copy_on_write", True))
-        stack.enter_context(warnings.catch_warnings())
-        # Every tissue measures the same genes, so the global var_names repeat by design.
-        warnings.filterwarnings("ignore", message=r"var_names (are|is) not unique", category=UserWarning)
-        warnings.filterwarnings("ignore", message=r"Cannot join columns", category=UserWarning)
-        warnings.filterwarnings("ignore", message=r".*pull_on_update.*", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r".*copy_on_write.*", category=Warning)
+        stack.enter_context(quiet_mudata())
         yield
 
 
