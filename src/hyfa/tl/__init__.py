@@ -1,11 +1,17 @@
 """Tools: evaluation metrics, imputation baselines and the paper's evaluation protocol."""
 
 from ._baseline_factory import default_baselines
-from ._bed import phenotype_bed, read_gene_positions, read_phenotype_bed, write_phenotype_bed, write_phenotype_beds
-from ._eqtl import benjamini_hochberg, map_cis_eqtl, score_egenes
 from ._baselines import KNNImputation, MeanImputation, SurrogateImputation, TEEBoT
+from ._bed import (
+    phenotype_bed,
+    read_gene_positions,
+    read_phenotype_bed,
+    write_phenotype_bed,
+    write_phenotype_beds,
+)
 from ._embeddings import donor_embeddings, gtex_organ_systems, tissue_embeddings
 from ._enrichment import BUNDLED_LIBRARIES, gene_set_library, metagene_enrichment
+from ._eqtl import benjamini_hochberg, map_cis_eqtl, score_egenes
 from ._evaluate import evaluate_imputation
 from ._metrics import pearson_per_gene, pearson_per_sample
 from ._predictability import Predictability, predictability
