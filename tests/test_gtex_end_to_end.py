@@ -33,4 +33,3 @@ def test_demo_beats_mean_and_blood_surrogate_on_test_donors(demo_run):
     assert scores["HYFA (blood) per-sample r"] > scores["mean per-sample r"] + 0.1
     assert table["mean per-gene r"].isna().all()  # a constant prediction has no per-gene correlation
     assert np.isfinite(table["HYFA (blood) per-gene r"]).all()
-

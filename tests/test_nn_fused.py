@@ -379,7 +379,11 @@ def test_sample_messages_pool_to_the_same_embeddings_as_each_source_set():
     layer = HypergraphAttentionConv(6, 5, 4, 3, n_heads=2, n_head_dim=4, dropout_rate=0.2).eval()
     assert layer.shares_sample_messages
     n_donors, n_tissues, n_metagenes = 3, 4, 7
-    h_donor, h_tissue, h_metagene = torch.randn(n_donors, 6), torch.randn(n_tissues, 5), torch.randn(n_metagenes, 4)
+    h_donor, h_tissue, h_metagene = (
+        torch.randn(n_donors, 6),
+        torch.randn(n_tissues, 5),
+        torch.randn(n_metagenes, 4),
+    )
     observed = torch.tensor([[1, 1, 1, 0], [0, 1, 1, 1], [1, 0, 0, 1]], dtype=torch.bool)
     sample_donor, sample_tissue = observed.nonzero(as_tuple=True)
     sample_attr = torch.randn(len(sample_donor), n_metagenes, 3)
@@ -396,10 +400,21 @@ def test_sample_messages_pool_to_the_same_embeddings_as_each_source_set():
     lookup[sample_donor, sample_tissue] = torch.arange(len(sample_donor))
     edge_sample = lookup[set_donor[edge_set], edge_tissue]
     with torch.no_grad():
-        messages = layer.sample_messages(h_donor, h_tissue, h_metagene, sample_attr, sample_donor, sample_tissue)
-        shared = layer.forward_sample_messages(
-            h_donor[set_donor], h_tissue, h_metagene, messages, sample_tissue, edge_set, edge_sample, max_edges=3
+        messages = layer.sample_messages(
+            h_donor, h_tissue, h_metagene, sample_attr, sample_donor, sample_tissue
         )
-        direct = layer(h_donor[set_donor], h_tissue, h_metagene, sample_attr[edge_sample], edge_set, edge_tissue)
+        shared = layer.forward_sample_messages(
+            h_donor[set_donor],
+            h_tissue,
+            h_metagene,
+            messages,
+            sample_tissue,
+            edge_set,
+            edge_sample,
+            max_edges=3,
+        )
+        direct = layer(
+            h_donor[set_donor], h_tissue, h_metagene, sample_attr[edge_sample], edge_set, edge_tissue
+        )
     torch.testing.assert_close(shared, direct, rtol=1e-5, atol=1e-6)
     assert not layer.train().shares_sample_messages  # dropout draws differ per set in training

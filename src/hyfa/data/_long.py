@@ -67,9 +67,7 @@ def from_long(
             f"adata.obs already has a column {sample_key!r}; pass another `sample_key` for the sample names."
         )
     if obs.index.has_duplicates:
-        raise ValueError(
-            f"adata.obs_names (samples) occur more than once: {preview(duplicates(obs.index))}."
-        )
+        raise ValueError(f"adata.obs_names (samples) occur more than once: {preview(duplicates(obs.index))}.")
     for key in (donor_key, tissue_key):
         if obs[key].isna().any():
             raise ValueError(

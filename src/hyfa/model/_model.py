@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 PAPER_LR = 4.56e-4
 
 
-
 @doc_params(architecture=architecture, likelihood=likelihood, pseudo_masks=pseudo_masks)
 class HYFA(
     ImputationMixin,
@@ -180,7 +179,9 @@ class HYFA(
             if len(samples) == 0:
                 continue
             block = blocks.values(t, samples).astype(np.float64)
-            logged = np.log1p(block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0)))
+            logged = np.log1p(
+                block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
+            )
             loc[t] = logged.mean(axis=0)
             if len(samples) > 1:
                 scale[t] = logged.std(axis=0)

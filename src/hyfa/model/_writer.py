@@ -71,7 +71,9 @@ class ImputedWriter:
                 donors.append(obs.index)
             # MuData's global tables: the union of donors, and every tissue's genes in turn
             write_elem(file, "obs", pd.DataFrame(index=pd.Index(np.unique(np.concatenate(donors)))))
-            write_elem(file, "var", pd.DataFrame(index=np.concatenate([v.index for _, v, _ in tissues.values()])))
+            write_elem(
+                file, "var", pd.DataFrame(index=np.concatenate([v.index for _, v, _ in tissues.values()]))
+            )
         self._file = h5py.File(self.partial, "r+")
 
     def write(self, tissue: str, rows: np.ndarray, predictions: dict[str, np.ndarray]) -> None:
