@@ -89,3 +89,21 @@ def check_finite_nonnegative(X, obs_names: Sequence[str], var_names: Sequence[st
             X, lambda v: ~np.isfinite(v), obs_names, var_names, where, "NaN or infinite values", _NONNEG
         )
     _raise_bad(X, lambda v: v < 0, obs_names, var_names, where, "negative values", _NONNEG)
+
+
+#: Columns every table of :func:`hyfa.tl.evaluate_imputation` has (read by hyfa.tl and hyfa.pl).
+EVALUATION_COLUMNS = ("method", "sources", "target", "metric", "value")
+
+
+def check_results(results: pd.DataFrame) -> None:
+    """Raise unless ``results`` is a non-empty table of :func:`~hyfa.tl.evaluate_imputation`."""
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"Expected the DataFrame of evaluate_imputation, got {type(results).__name__}.")
+    missing = [c for c in EVALUATION_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(
+            f"Not a table of evaluate_imputation: missing column(s) {preview(missing)}; "
+            f"has {preview(list(results.columns))}."
+        )
+    if results.empty:
+        raise ValueError("The results table is empty.")

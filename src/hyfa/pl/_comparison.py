@@ -13,9 +13,9 @@ from scipy import stats
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+from hyfa._checks import check_results as _check_results
+from hyfa._checks import preview as _format_names
 from hyfa._utils import as_list as _as_list
-from hyfa.tl._data_access import _format_names
-from hyfa.tl._table import _check_results
 
 __all__ = ["imputation_comparison"]
 

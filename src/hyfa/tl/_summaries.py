@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hyfa._checks import check_results as _check_results
+
 from ._data_access import _format_names
-from ._table import _check_results
 
 __all__ = ["summarize_evaluation", "win_counts"]
 

@@ -8,14 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ._data_access import _format_names
-
 #: The two metrics, always reported.
 METRICS = ("per-sample", "per-gene")
 #: Columns of the tidy table returned by :func:`~hyfa.tl.evaluate_imputation`.
 COLUMNS = ["method", "sources", "target", "id", "metric", "value", "source_tissues", "source_setting"]
 #: Columns every results table has (older tables lack ``source_setting``).
-REQUIRED = ("method", "sources", "target", "metric", "value")
 
 #: Scores of one method for one target: ``(metric, ids, values)`` per metric.
 TargetScores = list[tuple[str, np.ndarray, np.ndarray]]
@@ -83,17 +80,3 @@ def _results_frame(
         "source_setting": source_setting,
     }
     return pd.DataFrame(data, columns=COLUMNS)
-
-
-def _check_results(results: pd.DataFrame) -> None:
-    """Raise unless ``results`` is a non-empty table of :func:`~hyfa.tl.evaluate_imputation`."""
-    if not isinstance(results, pd.DataFrame):
-        raise TypeError(f"Expected the DataFrame of evaluate_imputation, got {type(results).__name__}.")
-    missing = [c for c in REQUIRED if c not in results.columns]
-    if missing:
-        raise ValueError(
-            f"Not a table of evaluate_imputation: missing column(s) {_format_names(missing)}; "
-            f"has {_format_names(list(results.columns))}."
-        )
-    if results.empty:
-        raise ValueError("The results table is empty.")
