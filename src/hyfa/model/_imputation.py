@@ -31,7 +31,7 @@ from hyfa._mudata import quiet_update
 from hyfa._utils import as_list
 
 from ._registration import _preview
-from ._validation import tissue_positions
+from ._validation import check_library_size, tissue_positions
 from ._writer import ImputedWriter
 
 logger = logging.getLogger(__name__)
@@ -204,20 +204,7 @@ class ImputationMixin:
         }
 
     def _check_library_size(self, library_size) -> None:
-        if isinstance(library_size, str):
-            if library_size not in ("latent", "observed"):
-                raise ValueError(
-                    f"library_size must be 'latent', 'observed' or a number, got {library_size!r}."
-                )
-        elif not (np.isscalar(library_size) and np.isfinite(library_size) and library_size > 0):
-            raise ValueError(
-                f"library_size must be 'latent', 'observed' or a positive number, got {library_size!r}."
-            )
-        if library_size != "latent" and not self.module.counts:
-            raise ValueError(
-                "library_size applies to count likelihoods ('nb', 'zinb'); this model's gene_likelihood is "
-                f"{self.module.gene_likelihood!r}."
-            )
+        check_library_size(library_size, self.module.gene_likelihood)
 
     def _check_observed_targets(self, plan: _Plan) -> None:
         for t in plan.targets:

@@ -267,3 +267,19 @@ def tissue_positions(names: Sequence[str], tissues: Sequence[str], what: str) ->
     if unknown:
         raise ValueError(f"Unknown {what} {_preview(unknown)}; the model knows {_preview(tissues, 60)}.")
     return [tissues.index(t) for t in names]
+
+
+def check_library_size(library_size, gene_likelihood: str) -> None:
+    """Raise unless ``library_size`` is ``"latent"``, ``"observed"`` or a positive number, and fits the likelihood."""
+    if isinstance(library_size, str):
+        if library_size not in ("latent", "observed"):
+            raise ValueError(f"library_size must be 'latent', 'observed' or a number, got {library_size!r}.")
+    elif not (np.isscalar(library_size) and np.isfinite(library_size) and library_size > 0):
+        raise ValueError(
+            f"library_size must be 'latent', 'observed' or a positive number, got {library_size!r}."
+        )
+    if library_size != "latent" and gene_likelihood == "normal":
+        raise ValueError(
+            "library_size applies to count likelihoods ('nb', 'zinb'); this model's gene_likelihood is "
+            f"{gene_likelihood!r}."
+        )
