@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 import warnings
@@ -143,6 +144,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-target-tissues", type=int, default=None, help="map the first N tissues only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on shared cores)")
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON of hyfa.HYFA keyword arguments over the small architecture, e.g. '{\"gene_skip\": false}'",
+    )
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("scvi").setLevel(logging.ERROR)
@@ -161,6 +168,7 @@ def main() -> None:
         sd_quantile=args.sd_quantile,
         seed=args.seed,
         n_target_tissues=args.n_target_tissues,
+        model_kwargs={**SMALL, **args.model_kwargs},
     )
     pd.set_option("display.width", 160)
     per_tissue = results[results["kind"] == "all"].pivot_table(

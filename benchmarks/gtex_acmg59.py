@@ -19,12 +19,14 @@ Examples
     python benchmarks/gtex_acmg59.py --preset paper --output paper.csv
     python benchmarks/gtex_acmg59.py --max-epochs 20 --precision bf16-mixed  # vs float32, same seed
     python benchmarks/gtex_acmg59.py --preset quick --max-epochs 240 --source-count-exponent 1
+    python benchmarks/gtex_acmg59.py --preset quick --model-kwargs '{"gene_skip": true}'
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import logging
 import time
 import warnings
@@ -66,6 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help='Lightning training precision, e.g. "bf16-mixed" (default: float32)',
     )
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default={},
+        help="JSON of further hyfa.HYFA keyword arguments, e.g. '{\"gene_skip\": true}'",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="save per-gene comparison plots to this stem")
     return parser.parse_args(argv)
 
@@ -77,6 +85,7 @@ def train_model(
     seed: int,
     precision: str | None = None,
     source_count_exponent: float | None = None,
+    extra_model_kwargs: dict | None = None,
 ):
     import scvi
 
@@ -99,6 +108,7 @@ def train_model(
         train_kwargs["precision"] = precision
     if source_count_exponent is not None:
         model_kwargs["source_count_exponent"] = source_count_exponent
+    model_kwargs.update(extra_model_kwargs or {})
     model = hyfa.HYFA(mdata, **model_kwargs)
     model.train(split_key="split", enable_progress_bar=False, **train_kwargs)
     return model, model_kwargs, train_kwargs
@@ -160,7 +170,13 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     model, model_kwargs, train_kwargs = train_model(
-        mdata, args.preset, args.max_epochs, args.seed, args.precision, args.source_count_exponent
+        mdata,
+        args.preset,
+        args.max_epochs,
+        args.seed,
+        args.precision,
+        args.source_count_exponent,
+        args.model_kwargs,
     )
     timings["train HYFA"] = time.perf_counter() - start
     epochs = train_kwargs.get(

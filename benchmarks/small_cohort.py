@@ -7,8 +7,8 @@ itself (surrogate) can beat HYFA. Three proxies of such a cohort:
   restricted to the two GTEx brain regions sharing the most donors, and to the donors having both;
 - ``skin``: the same with the two skin sites (sun-exposed lower leg, not sun-exposed suprapubic);
 - ``sim``: ``hyfa.data.simulate`` with 2,000 genes, 3 tissues and every donor observed in every tissue.
-  Its tissues share the donors' latent factors, but each maps them to genes through its own random
-  network: it has no gene-level shared component (the surrogate's per-gene r is ~0 by design).
+  Its tissues share the donors' latent factors, each mapping them to genes through its own random
+  network, and share donor x gene effects (``shared_gene_sd=0.5``), the gene-level component.
 
 Per proxy and seed, ``--n-train`` training and ``--n-test`` test donors are drawn (disjoint); HYFA and the
 baselines (mean, surrogate = the source tissue, kNN with k = 20, TEEBoT with 30 components) are fitted on
@@ -41,8 +41,17 @@ import pandas as pd
 
 PROXIES = ("brain", "skin", "sim")
 SKIN_SITES = ("Skin - Sun Exposed (Lower leg)", "Skin - Not Sun Exposed (Suprapubic)")
-#: hyfa.data.simulate settings: all donors in all tissues, 4 shared donor factors (~80% of each gene's variance).
-SIM = {"n_tissues": 3, "n_genes": 2000, "n_latent": 4, "noise_sd": 0.3, "missing_rate": 0.0, "min_tissues": 3}
+#: hyfa.data.simulate settings: all donors in all tissues, 4 shared donor factors, plus donor x gene
+#: effects shared by the tissues (sd 0.5: gene-level signal such as a shared cis-eQTL).
+SIM = {
+    "n_tissues": 3,
+    "n_genes": 2000,
+    "n_latent": 4,
+    "noise_sd": 0.3,
+    "missing_rate": 0.0,
+    "min_tissues": 3,
+    "shared_gene_sd": 0.5,
+}
 BASELINES = ("surrogate", "kNN", "TEEBoT")  # the ones HYFA must match (issue #17); "mean" is shown as well
 SET_BY_BENCHMARK = {"train_donors", "validation_donors", "split_key"}
 

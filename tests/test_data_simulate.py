@@ -311,3 +311,22 @@ def test_counts_fast():
 def test_bad_count_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         simulate(n_donors=10, counts=True, **kwargs)
+
+
+def test_shared_gene_effects_are_the_same_in_every_tissue():
+    plain, _ = simulate(n_donors=40, n_genes=12, seed=3)
+    shared, truth = simulate(n_donors=40, n_genes=12, seed=3, shared_gene_sd=0.5)
+    differences = []
+    for tissue in plain.mod:
+        assert list(shared[tissue].obs_names) == list(plain[tissue].obs_names)  # same observed pairs
+        differences.append(
+            pd.DataFrame(shared[tissue].X - plain[tissue].X, index=plain[tissue].obs_names).reindex(
+                truth.obs_names
+            )
+        )
+    stacked = np.stack([d.to_numpy() for d in differences])  # tissues x donors x genes, NaN where missing
+    spread = np.nanmax(stacked, axis=0) - np.nanmin(stacked, axis=0)
+    np.testing.assert_allclose(spread[~np.isnan(spread)], 0.0, atol=1e-5)  # one effect per donor x gene
+    assert 0.4 < np.nanstd(stacked) < 0.6
+    with pytest.raises(ValueError, match="shared_gene_sd"):
+        simulate(n_donors=20, counts=True, shared_gene_sd=0.5)

@@ -44,7 +44,14 @@ norm
     Normalization inside every MLP: ``None`` (default), ``"batch"`` (the authors'
     implementation) or ``"layer"``. On the bundled GTEx data, ``None`` learned donor-specific
     signal within 25 epochs where layer normalization did not; without batch normalization a
-    donor's prediction never depends on the other donors of its minibatch."""
+    donor's prediction never depends on the other donors of its minibatch.
+gene_skip
+    Add a gene-level skip connection (:class:`hyfa.nn.GeneSkip`): each target gene also reads the
+    same gene of the donor's source tissues (standardized per tissue and gene, a weighted mean over
+    the sources shrunk towards zero when they are few or weakly informative) times a learned
+    coefficient per target tissue and gene. It
+    carries gene-specific signal, such as a cis-eQTL shared by the tissues, that the metagene
+    bottleneck loses."""
 
 likelihood = """\
 gene_likelihood

@@ -38,6 +38,7 @@ def simulate(
     covariates: bool = False,
     min_tissues: int = 2,
     seed: int = 0,
+    shared_gene_sd: float = 0.0,
     counts: bool = False,
     n_cell_types: int = 4,
     library_size: tuple[float, float] = (1e4, 1e6),
@@ -96,6 +97,11 @@ def simulate(
         Minimum number of observed tissues per donor.
     seed
         Seed of the :func:`numpy.random.default_rng` generator; equal seeds give equal data.
+    shared_gene_sd
+        Standard deviation of donor x gene effects added to every tissue alike (like a cis-eQTL
+        acting everywhere: gene-specific variation between donors that low-rank factors miss);
+        0 (default) for none. Normalized expression only. The rest of the data are those of the
+        same ``seed`` without it.
     counts
         Whether to simulate raw read counts of a mixture of cell types (see above) instead of
         Gaussian expression.
@@ -145,6 +151,12 @@ def simulate(
     ['cell_type_0', 'cell_type_1', 'cell_type_2', 'cell_type_3']
     """
     _check_arguments(n_donors, n_tissues, n_genes, n_latent, missing_rate, noise_sd, min_tissues)
+    if not shared_gene_sd >= 0.0:
+        raise ValueError(f"shared_gene_sd must be non-negative, got {shared_gene_sd!r}.")
+    if counts and shared_gene_sd:
+        raise ValueError(
+            "shared_gene_sd applies to normalized expression only; pass counts=False or shared_gene_sd=0."
+        )
     if counts:
         _check_count_arguments(n_cell_types, library_size, theta, seed)
     rng = np.random.default_rng(seed)
@@ -167,11 +179,16 @@ def simulate(
     noisy = (mean + rng.normal(0.0, noise_sd, size=mean.shape)).astype(np.float32)
     mean = mean.astype(np.float32)
     observed_mask = _observation_mask(n_donors, n_tissues, missing_rate, min_tissues, rng)
+    if shared_gene_sd:  # drawn last: the other draws stay those of the same seed without it
+        shared = rng.normal(0.0, shared_gene_sd, size=(n_donors, n_genes))
+        mean = (mean + shared).astype(np.float32)
+        noisy = (noisy + shared).astype(np.float32)
 
     params = {
         "n_latent": n_latent,
         "missing_rate": float(missing_rate),
         "noise_sd": float(noise_sd),
+        "shared_gene_sd": float(shared_gene_sd),
         "covariates": bool(covariates),
         "min_tissues": min_tissues,
         "seed": int(seed),

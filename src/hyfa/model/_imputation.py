@@ -177,11 +177,14 @@ class ImputationMixin:
                 if n == 0:
                     continue
                 donor_rows = torch.as_tensor(local[t], device=device)
+                tissue_index = torch.full((n,), t, device=device)
+                source_mask = torch.as_tensor(plan.sources[t][rows][local[t]], device=device)
                 pred = self.module.predict(
                     h[inverse[offset : offset + n]],
-                    torch.full((n,), t, device=device),
+                    tissue_index,
                     library=self._library(x, donor_rows, t, library_size),
                     n_samples=n_samples,
+                    gene_offset=self.module.gene_offset(x, donor_rows, source_mask, tissue_index),
                 )
                 offset += n
                 yield t, local[t] + rows.start, {k: v.float().cpu().numpy() for k, v in pred.items()}

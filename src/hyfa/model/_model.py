@@ -114,6 +114,7 @@ class HYFA(
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
         norm: str | None = None,
+        gene_skip: bool = False,
         gene_likelihood: str = "normal",
         source_count_exponent: float = 3.0,
         validation_seed: int = 0,
@@ -154,6 +155,7 @@ class HYFA(
             residual_update=residual_update,
             encoder_activation=encoder_activation,
             norm=norm,
+            gene_skip=gene_skip,
             gene_likelihood=gene_likelihood,
             source_count_exponent=source_count_exponent,
             validation_seed=validation_seed,
@@ -163,15 +165,18 @@ class HYFA(
             f"HYFA model: {len(tissues)} tissues, {len(genes)} genes, {n_metagenes} metagenes x {n_factors}, "
             f"{n_graph_layers} graph layers, gene_likelihood: {gene_likelihood}."
         )
-        if gene_likelihood != "normal":
-            self.module.set_input_standardization(*self._log_count_stats())
+        if gene_likelihood != "normal" or gene_skip:
+            self.module.set_input_standardization(*self._input_stats())
         #: Cell-type signature part (see train_cell_type_signatures); saved and loaded with the model.
         self.signature_setup_: dict | None = None
         self.signature_history_: dict | None = None
         self.init_params_ = self._get_init_params(locals())
 
-    def _log_count_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return per-(tissue, gene) mean and sd of ``log1p`` counts per 10,000 over the registered samples."""
+    def _input_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return per-(tissue, gene) mean and sd over the registered samples of what the module standardizes.
+
+        ``log1p`` counts per 10,000 with a count likelihood; the expression otherwise.
+        """
         blocks, rows = tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
         loc, scale = np.zeros((rows.shape[1], blocks.n_genes)), np.ones((rows.shape[1], blocks.n_genes))
         for t in range(rows.shape[1]):
@@ -179,8 +184,10 @@ class HYFA(
             if len(samples) == 0:
                 continue
             block = blocks.values(t, samples).astype(np.float64)
-            logged = np.log1p(
-                block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0))
+            logged = (
+                np.log1p(block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0)))
+                if self.module.counts
+                else block
             )
             loc[t] = logged.mean(axis=0)
             if len(samples) > 1:

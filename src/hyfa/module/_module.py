@@ -13,15 +13,16 @@ from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa.nn import (
     CountDecoder,
     GaussianDecoder,
+    GeneSkip,
     HyperedgePredictor,
     HypergraphAttentionConv,
     MetageneEncoder,
     count_distribution,
-    count_variance,
     predicted_library,
 )
 
 from ._masks import fixed_split, random_split
+from ._prediction import PredictionMixin
 
 #: Values of ``gene_likelihood``.
 GENE_LIKELIHOODS = ("normal", "nb", "zinb")
@@ -35,7 +36,7 @@ def log_library(library: torch.Tensor) -> torch.Tensor:
 
 
 @doc_params(architecture=architecture, likelihood=likelihood, pseudo_masks=pseudo_masks)
-class HYFAModule(BaseModuleClass):
+class HYFAModule(PredictionMixin, BaseModuleClass):
     """Hypergraph factorization :cite:p:`Vinas2023` as an scvi-tools module.
 
     ``inference`` embeds donors by message passing over the (donor, tissue, metagene)
@@ -85,6 +86,7 @@ class HYFAModule(BaseModuleClass):
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
         norm: str | None = None,
+        gene_skip: bool = False,
         gene_likelihood: str = "normal",
         log_library_mean: float = 0.0,
         log_library_sd: float = 1.0,
@@ -154,6 +156,9 @@ class HYFAModule(BaseModuleClass):
                 log_library_mean=log_library_mean,
                 log_library_sd=log_library_sd,
             )
+        #: The gene-level skip connection (``None`` without ``gene_skip``).
+        self.skip = GeneSkip(n_tissues, n_genes) if gene_skip else None
+        self._register_load_state_dict_pre_hook(_zero_missing_skip, with_module=True)
 
     @property
     def counts(self) -> bool:
@@ -168,12 +173,45 @@ class HYFAModule(BaseModuleClass):
         """
         if not self.counts:
             return x
-        total = x.sum(dim=-1, keepdim=True).clamp(min=1.0)
-        logged = torch.log1p(x * (ENCODER_TARGET_SUM / total))
-        return (logged - self.input_loc[tissue_index]) / self.input_scale[tissue_index]
+        return self.standardize(x, tissue_index)
+
+    def standardize(self, x: torch.Tensor, tissue_index: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Return expression ``(..., n_genes)`` of tissues ``tissue_index`` standardized per tissue and gene.
+
+        Counts are first ``log1p`` of each sample scaled to 10,000 counts. With the default
+        ``tissue_index``, ``x`` is ``(n_donors, n_tissues, n_genes)``.
+        """
+        if self.counts:
+            total = x.sum(dim=-1, keepdim=True).clamp(min=1.0)
+            x = torch.log1p(x * (ENCODER_TARGET_SUM / total))
+        return (x - self.input_loc[tissue_index]) / self.input_scale[tissue_index]
+
+    def gene_offset(
+        self, x: torch.Tensor, donor_row: torch.Tensor, source_mask: torch.Tensor, tissue_index: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Return the gene-level skip connection's ``(n_pairs, n_genes)`` offset of target pairs (``None`` without it).
+
+        Parameters
+        ----------
+        x
+            ``(n_donors, n_tissues * n_genes)`` stacked expression.
+        donor_row
+            ``(n_pairs,)`` donor (row of ``x``) of each target pair.
+        source_mask
+            Boolean ``(n_pairs, n_tissues)``: the sources each pair is predicted from.
+        tissue_index
+            ``(n_pairs,)`` target tissue of each pair.
+        """
+        if self.skip is None:
+            return None
+        values = self.standardize(x.view(x.shape[0], self.n_tissues, self.n_genes))
+        return self.skip(values, donor_row, source_mask, tissue_index)
 
     def set_input_standardization(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
-        """Set the per-(tissue, gene) mean and sd of ``log1p`` scaled counts (saved with the module)."""
+        """Set the per-(tissue, gene) mean and sd of the standardized input (saved with the module).
+
+        Of ``log1p`` scaled counts with a count likelihood, of the expression otherwise.
+        """
         self.input_loc.copy_(torch.as_tensor(loc, dtype=torch.float32))
         self.input_scale.copy_(torch.as_tensor(scale, dtype=torch.float32).clamp(min=1e-3))
 
@@ -196,125 +234,6 @@ class HYFAModule(BaseModuleClass):
         for layer in self.graph_layers:
             h = layer(h, self.tissue_embedding, self.metagene_embedding, edge_attr, edge_donor, edge_tissue)
         return h
-
-    # -- prediction ---------------------------------------------------------------------------
-    @torch.inference_mode()
-    def embed_source_sets(
-        self,
-        x: torch.Tensor,
-        donor_row: torch.Tensor,
-        source_mask: torch.Tensor,
-        cat_covs: torch.Tensor | None = None,
-        cont_covs: torch.Tensor | None = None,
-        max_sources: int = 2048,
-    ) -> torch.Tensor:
-        """Return donor embeddings for many source sets, encoding each source sample once.
-
-        Row ``p`` of the output is donor ``donor_row[p]`` embedded by message passing over its
-        tissues ``source_mask[p]``, as :meth:`inference` would. Every (donor, tissue) sample that
-        any set uses goes through the metagene encoder once, and (in eval mode, without
-        normalization layers) through the first graph layer's message MLP once; the rest of the
-        message passing runs once per set.
-
-        Parameters
-        ----------
-        x
-            ``(n_donors, n_tissues * n_genes)`` stacked expression.
-        donor_row
-            ``(n_sets,)`` donor (row of ``x``) of each source set.
-        source_mask
-            Boolean ``(n_sets, n_tissues)`` source tissues of each set.
-        cat_covs, cont_covs
-            Registered donor covariates, rows as ``x``.
-        max_sources
-            Source samples per message-passing chunk (bounds memory).
-        """
-        used = torch.zeros(x.shape[0], self.n_tissues, dtype=torch.int32, device=x.device)
-        used.index_add_(0, donor_row, source_mask.int())
-        sample_donor, sample_tissue = (used > 0).nonzero(as_tuple=True)
-        sample_attr = self.encode(x, sample_donor, sample_tissue)
-        lookup = torch.full(used.shape, -1, dtype=torch.long, device=x.device)
-        lookup[sample_donor, sample_tissue] = torch.arange(len(sample_donor), device=x.device)
-        h0 = self.initial_donor(x.shape[0], cat_covs, cont_covs)
-        first, *rest = self.graph_layers
-        nodes = (self.tissue_embedding, self.metagene_embedding)
-        # the first layer sees every set of a donor with the same donor embedding: its hidden units
-        # are computed once per sample and only pooled per set
-        shared = first.shares_sample_messages
-        if shared:
-            messages = first.sample_messages(h0, *nodes, sample_attr, sample_donor, sample_tissue)
-        out = torch.empty(len(donor_row), h0.shape[1], device=x.device)
-        counts = source_mask.sum(dim=1).cpu()
-        start = 0
-        while start < len(donor_row):
-            stop, n_sources = start, 0
-            while stop < len(donor_row) and (stop == start or n_sources + counts[stop] <= max_sources):
-                n_sources += int(counts[stop])
-                stop += 1
-            set_row, edge_tissue = source_mask[start:stop].nonzero(as_tuple=True)
-            edge_sample = lookup[donor_row[start:stop][set_row], edge_tissue]
-            h = h0[donor_row[start:stop]]
-            if shared:
-                h = first.forward_sample_messages(h, *nodes, messages, sample_tissue, set_row, edge_sample)
-            else:
-                h = first(h, *nodes, sample_attr[edge_sample], set_row, edge_tissue)
-            for layer in rest:
-                h = layer(h, *nodes, sample_attr[edge_sample], set_row, edge_tissue)
-            out[start:stop] = h
-            start = stop
-        return out
-
-    @torch.inference_mode()
-    def predict(
-        self,
-        donor: torch.Tensor,
-        tissue_index: torch.Tensor,
-        library: torch.Tensor | None = None,
-        n_samples: int = 0,
-    ) -> dict[str, torch.Tensor]:
-        """Return the predictive mean, sd (and library sizes, draws) of target (donor, tissue) pairs.
-
-        Parameters
-        ----------
-        donor
-            ``(n_targets, n_donor_latent)`` donor embeddings.
-        tissue_index
-            ``(n_targets,)`` target tissues.
-        library
-            Count likelihoods: ``(n_targets,)`` library sizes; ``None`` predicts them (the median of
-            the log-normal library model, or a draw from it per sample).
-        n_samples
-            Draws from the predictive distribution; ``0`` for none.
-
-        Returns
-        -------
-        ``"mean"`` and ``"sd"`` ``(n_targets, n_genes)`` (for counts, given the library size);
-        count likelihoods add ``"library"`` ``(n_targets,)``; with ``n_samples``, ``"samples"``
-        ``(n_samples, n_targets, n_genes)``.
-        """
-        out = self.generative(donor, tissue_index, library=library)
-        px = out["px"]
-        result = {"mean": px.mean}
-        if not self.counts:
-            result["sd"] = px.stddev
-            if n_samples:
-                result["samples"] = px.sample((n_samples,))
-            return result
-        result["sd"] = count_variance(px).sqrt()
-        result["library"] = library if library is not None else predicted_library(out["log_library"])
-        if n_samples and library is not None:
-            result["samples"] = px.sample((n_samples,))
-        elif n_samples:  # each draw with its own library from the log-normal
-            zi_logits = getattr(px, "zi_logits", None)
-            result["samples"] = torch.stack(
-                [
-                    count_distribution(
-                        out["proportions"], px.theta, zi_logits, torch.exp(out["log_library"].sample())
-                    ).sample()
-                    for _ in range(n_samples)
-                ]
-            )
-        return result
 
     # -- donor nodes ---------------------------------------------------------------------------
     def initial_donor(self, n_donors: int, cat_covs=None, cont_covs=None) -> torch.Tensor:
@@ -395,15 +314,23 @@ class HYFAModule(BaseModuleClass):
             library = x.sum(dim=-1)
         else:  # only the loss reads the targets' expression
             (donor_row, tissue_index), library = target_mask.nonzero(as_tuple=True), None
+        source_mask = inference_outputs["source_mask"][donor_row]
         return {
             "donor": inference_outputs["donor"][donor_row],
             "tissue_index": tissue_index,
             "library": library,
+            "gene_offset": self.gene_offset(
+                tensors[REGISTRY_KEYS.X_KEY], donor_row, source_mask, tissue_index
+            ),
         }
 
     @auto_move_data
     def generative(
-        self, donor: torch.Tensor, tissue_index: torch.Tensor, library: torch.Tensor | None = None
+        self,
+        donor: torch.Tensor,
+        tissue_index: torch.Tensor,
+        library: torch.Tensor | None = None,
+        gene_offset: torch.Tensor | None = None,
     ) -> dict:
         """Return the predictive distribution ``px`` of each target (donor, tissue) pair.
 
@@ -416,6 +343,9 @@ class HYFAModule(BaseModuleClass):
         library
             Count likelihoods only: ``(n_targets,)`` library sizes of the targets; ``None`` uses
             the median of the predicted log-normal library size.
+        gene_offset
+            ``(n_targets, n_genes)`` :meth:`gene_offset` of the targets, added to the Gaussian mean
+            or to the gene-proportion logits; ``None`` for none.
 
         Returns
         -------
@@ -426,8 +356,8 @@ class HYFAModule(BaseModuleClass):
             return {"px": None}
         metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
         if not self.counts:
-            return {"px": self.decoder(metagene_attr)}
-        params = self.decoder(metagene_attr)
+            return {"px": self.decoder(metagene_attr, gene_offset)}
+        params = self.decoder(metagene_attr, gene_offset)
         if library is None:
             library = predicted_library(params["log_library"])
         px = count_distribution(params["proportions"], params["theta"], params["zi_logits"], library)
@@ -468,3 +398,11 @@ class HYFAModule(BaseModuleClass):
         return LossOutput(
             loss=loss, reconstruction_loss=per_donor, n_obs_minibatch=max(int(has_target.sum()), 1)
         )
+
+
+def _zero_missing_skip(module, state_dict, prefix, *args) -> None:
+    """Load a state dict saved without the gene-level skip with a zero skip (its exact predictions)."""
+    if module.skip is None or any(key.startswith(prefix + "skip.") for key in state_dict):
+        return
+    for name, value in module.skip.state_dict().items():
+        state_dict[prefix + "skip." + name] = torch.zeros_like(value)

@@ -2,6 +2,7 @@
 
 from ._decoders import CountDecoder, GaussianDecoder, count_distribution, count_variance, predicted_library
 from ._encoder import MetageneEncoder
+from ._gene_skip import GeneSkip
 from ._hyperedge_predictor import HyperedgePredictor
 from ._hypergraph_conv import HypergraphAttentionConv
 from ._kernels import gaussian_nll
@@ -16,6 +17,7 @@ __all__ = [
     "predicted_library",
     "FactorizedInput",
     "GaussianDecoder",
+    "GeneSkip",
     "HyperedgePredictor",
     "HypergraphAttentionConv",
     "gaussian_nll",

@@ -48,11 +48,17 @@ class GaussianDecoder(nn.Module):
         self.scale = nn.Linear(n_hidden, n_genes)
         self.min_scale = min_scale
 
-    def forward(self, metagene_attr: torch.Tensor) -> Normal:
-        """Return the predictive Normal for ``(n_targets, n_metagenes, n_factors)`` attributes."""
+    def forward(self, metagene_attr: torch.Tensor, mean_offset: torch.Tensor | None = None) -> Normal:
+        """Return the predictive Normal for ``(n_targets, n_metagenes, n_factors)`` attributes.
+
+        ``mean_offset``, if given, ``(n_targets, n_genes)`` is added to the mean.
+        """
         hidden = self.hidden(metagene_attr.flatten(start_dim=1))
         scale = nn.functional.softplus(self.scale(hidden)) + self.min_scale
-        return Normal(self.mean(hidden), scale, validate_args=False)  # the loss reports non-finite values
+        mean = self.mean(hidden)
+        if mean_offset is not None:
+            mean = mean + mean_offset
+        return Normal(mean, scale, validate_args=False)  # the loss reports non-finite values
 
 
 class CountDecoder(nn.Module):
