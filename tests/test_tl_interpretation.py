@@ -129,7 +129,7 @@ def test_predictability_plots(cohort):
     matrix = result.matrix()
     threshold = 0.3
     expected = int((matrix.to_numpy() >= threshold).sum())
-    for layout in ("auto", "circular"):
+    for layout in ("auto", "kamada_kawai", "spring", "circular"):
         ax = hyfa.pl.predictability_network(result, threshold=threshold, layout=layout, show=False)
         assert len(ax.patches) == expected
     groups = {"tissue_0": "a", "tissue_1": "a", "tissue_2": "b", "tissue_3": "b"}
@@ -139,6 +139,72 @@ def test_predictability_plots(cohort):
         hyfa.pl.predictability_network(result, layout="star")
     with pytest.raises(TypeError, match="predictability"):
         hyfa.pl.predictability_heatmap([1, 2])
+    matplotlib.pyplot.close("all")
+
+
+def _network_matrix():
+    """Eight tissues: t0-t4 a chain of arrows, t5 <-> t6 a pair (one arrow above 0.45), t7 without an arrow."""
+    names = [f"t{i}" for i in range(8)]
+    matrix = pd.DataFrame(0.2, index=names, columns=names)
+    for (s, t), r in {
+        ("t0", "t1"): 0.9, ("t1", "t0"): 0.8, ("t0", "t2"): 0.7, ("t2", "t3"): 0.6, ("t3", "t4"): 0.5,
+        ("t5", "t6"): 0.55, ("t6", "t5"): 0.4,
+    }.items():  # fmt: skip
+        matrix.loc[s, t] = r
+    matrix.loc["t4", "t0"] = np.nan  # a skipped pair
+    np.fill_diagonal(matrix.to_numpy(), np.nan)
+    return matrix
+
+
+def _labels(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def test_predictability_network_layout_and_labels():
+    matrix = _network_matrix()
+    draw = lambda **kw: hyfa.pl.predictability_network(matrix, threshold=0.45, show=False, **kw)
+    ax = draw(n_labels=3)
+    assert len(ax.patches) == 6
+    # strength = sum of r over a tissue's arrows: t0 2.4 > t1 1.7 > t2 1.3 > t3 1.1 > t5 = t6 0.55 > t4 0.5
+    assert _labels(ax) == ["t0", "t1", "t2"]
+    assert _labels(draw(n_labels=6)) == ["t0", "t1", "t2", "t3", "t5", "t6"]
+    assert _labels(draw(n_labels=0)) == []
+    assert sorted(_labels(draw(n_labels=None))) == list(matrix.index)  # t7, without an arrow, too
+    # nodes: one collection in the order of the result, sized by strength; t7 smallest, on the ring at 1.2
+    xy = ax.collections[0].get_offsets()
+    sizes = ax.collections[0].get_sizes()
+    assert xy.shape == (8, 2) and int(np.argmax(sizes)) == 0 and int(np.argmin(sizes)) == 7
+    assert sizes[1] > sizes[2] > sizes[3] > sizes[4]
+    radius = np.hypot(xy[:, 0], xy[:, 1])
+    assert radius[7] == pytest.approx(1.2) and radius[:7].max() == pytest.approx(1.0)
+    assert ax.get_title() == "6 edges with r >= 0.45; 1 tissue without one (small nodes)"
+    # linked tissues sit nearer each other than unlinked ones
+    dist = lambda a, b: np.hypot(*(xy[a] - xy[b]))
+    assert dist(0, 1) < dist(0, 4) and dist(5, 6) < dist(0, 6)
+    # the same seed gives the same positions, another seed others
+    np.testing.assert_array_equal(draw(seed=0, n_labels=3).collections[0].get_offsets(), xy)
+    assert not np.allclose(draw(seed=1, n_labels=3).collections[0].get_offsets(), xy)
+    # labels point at their node and are moved off one another: 16 long names around a hub, where
+    # labels all put on the side facing away from the centre overlap
+    names = ["hub"] + [f"source_tissue_{i}" for i in range(16)]
+    star = pd.DataFrame(np.nan, index=names, columns=names)
+    star.loc[names[1:], "hub"] = np.linspace(0.5, 0.8, 16)
+    ax = hyfa.pl.predictability_network(star, threshold=0.45, n_labels=None, figsize=(5, 5), show=False)
+    assert sorted(_labels(ax)) == sorted(names)
+    offsets = dict(zip(names, ax.collections[0].get_offsets(), strict=True))
+    assert all(np.allclose(t.xy, offsets[t.get_text()]) for t in ax.texts)
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    # isolated=False leaves t7 out, even when every tissue is labelled
+    ax = draw(isolated=False, n_labels=None)
+    assert ax.collections[0].get_offsets().shape == (7, 2) and "t7" not in _labels(ax)
+    assert "without" not in ax.get_title()
+    ax = hyfa.pl.predictability_network(matrix, threshold=2.0, isolated=False, show=False)
+    assert len(ax.collections[0].get_offsets()) == 0 and len(ax.patches) == 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="n_labels"):
+            draw(n_labels=bad)
     matplotlib.pyplot.close("all")
 
 
