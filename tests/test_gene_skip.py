@@ -156,3 +156,15 @@ def test_the_skip_carries_gene_specific_donor_signal_the_metagenes_lose():
     # HYFA gets most of what the source's own gene values carry
     assert scores[True] > scores[False] + 0.2, scores
     assert scores[True] > 0.8 * surrogate, (scores, surrogate)
+
+
+def test_count_likelihoods_add_the_offset_to_the_proportion_logits():
+    torch.manual_seed(0)
+    module = HYFAModule(n_genes=6, n_tissues=3, gene_likelihood="nb", gene_skip=True, **TINY).eval()
+    donor, tissue = torch.randn(4, TINY["n_donor_latent"]), torch.tensor([0, 1, 2, 1])
+    offset = torch.randn(4, 6)
+    with torch.no_grad():
+        plain = module.generative(donor, tissue)["proportions"]
+        shifted = module.generative(donor, tissue, gene_offset=offset)["proportions"]
+    expected = torch.softmax(torch.log(plain) + offset, dim=-1)
+    torch.testing.assert_close(shifted, expected, rtol=1e-4, atol=1e-6)

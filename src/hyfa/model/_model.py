@@ -13,8 +13,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
 from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa._utils import as_list as _as_list
-from hyfa.module import HYFAModule
-from hyfa.module._module import ENCODER_TARGET_SUM, GENE_LIKELIHOODS
+from hyfa.module import GENE_LIKELIHOODS, HYFAModule
 
 from ._completion import CompletionMixin
 from ._imputation import ImputationMixin
@@ -34,6 +33,7 @@ from ._scvi_internals import (
     tissue_blocks,
 )
 from ._signatures import CellTypeSignatureMixin
+from ._statistics import input_statistics, log_library_statistics
 from ._validation import (
     _preview,
     check_covariates,
@@ -114,7 +114,7 @@ class HYFA(
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
         norm: str | None = None,
-        gene_skip: bool = False,
+        gene_skip: bool = True,
         gene_likelihood: str = "normal",
         source_count_exponent: float = 3.0,
         validation_seed: int = 0,
@@ -130,7 +130,9 @@ class HYFA(
         log_library = {}
         if gene_likelihood != "normal":
             check_counts(tissue_blocks(self.adata_manager), genes)
-            log_library = self._log_library_stats()
+            log_library = log_library_statistics(
+                tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
+            )
         n_cats_per_cov = (
             self.adata_manager.get_state_registry(REGISTRY_KEYS.CAT_COVS_KEY).n_cats_per_key
             if REGISTRY_KEYS.CAT_COVS_KEY in self.adata_manager.data_registry
@@ -166,47 +168,15 @@ class HYFA(
             f"{n_graph_layers} graph layers, gene_likelihood: {gene_likelihood}."
         )
         if gene_likelihood != "normal" or gene_skip:
-            self.module.set_input_standardization(*self._input_stats())
+            self.module.set_input_standardization(
+                *input_statistics(
+                    tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager), self.module.counts
+                )
+            )
         #: Cell-type signature part (see train_cell_type_signatures); saved and loaded with the model.
         self.signature_setup_: dict | None = None
         self.signature_history_: dict | None = None
         self.init_params_ = self._get_init_params(locals())
-
-    def _input_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return per-(tissue, gene) mean and sd over the registered samples of what the module standardizes.
-
-        ``log1p`` counts per 10,000 with a count likelihood; the expression otherwise.
-        """
-        blocks, rows = tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
-        loc, scale = np.zeros((rows.shape[1], blocks.n_genes)), np.ones((rows.shape[1], blocks.n_genes))
-        for t in range(rows.shape[1]):
-            samples = np.sort(rows[rows[:, t] >= 0, t])
-            if len(samples) == 0:
-                continue
-            block = blocks.values(t, samples).astype(np.float64)
-            logged = (
-                np.log1p(block * (ENCODER_TARGET_SUM / np.maximum(block.sum(axis=1, keepdims=True), 1.0)))
-                if self.module.counts
-                else block
-            )
-            loc[t] = logged.mean(axis=0)
-            if len(samples) > 1:
-                scale[t] = logged.std(axis=0)
-        return loc, scale
-
-    def _log_library_stats(self) -> dict[str, float]:
-        """Return the mean and sd of the log total counts of all registered samples (init of the library model)."""
-        blocks, rows = tissue_blocks(self.adata_manager), sample_rows_of(self.adata_manager)
-        totals = [
-            blocks.values(t, np.sort(rows[rows[:, t] >= 0, t])).sum(axis=1, dtype=np.float64)
-            for t in range(rows.shape[1])
-            if (rows[:, t] >= 0).any()
-        ]
-        logs = np.log(np.maximum(np.concatenate(totals), 1.0))
-        return {
-            "log_library_mean": float(logs.mean()),
-            "log_library_sd": float(logs.std()) if len(logs) > 1 else 1.0,
-        }
 
     def _validate_anndata(self, adata: MuData | None = None, copy_if_view: bool = True, **kwargs):
         """Register new data against the model; count models first check that they hold raw counts."""

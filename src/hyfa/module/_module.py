@@ -86,7 +86,7 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
         residual_update: bool = True,
         encoder_activation: str | None = "relu",
         norm: str | None = None,
-        gene_skip: bool = False,
+        gene_skip: bool = True,
         gene_likelihood: str = "normal",
         log_library_mean: float = 0.0,
         log_library_sd: float = 1.0,
