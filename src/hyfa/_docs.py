@@ -68,7 +68,7 @@ source_count_exponent
     u ** source_count_exponent)`` with ``u ~ Uniform[0, 1)``. 1 is the paper's ``k ~ Uniform{1, ...,
     n - 1}``, which rarely shows the model a donor with one or a few tissues; the default 3 draws
     ``k = 1`` about 40% of the time for a donor with 18 tissues. On the bundled GTEx data (the
-    ``quick`` architecture, 240 epochs; ``benchmarks/gtex_acmg59.py --source-count-exponent``) it
+    ``quick`` architecture, 240 epochs, before ``gene_skip``; ``benchmarks/gtex_acmg59.py --source-count-exponent``) it
     raised the mean per-gene Pearson r from whole blood alone from 0.176-0.185 (2 runs) to
     0.204-0.222 (3 runs; TEEBoT: 0.190) and from the four accessible tissues from 0.279-0.284 to
     0.292-0.298, with all other tissues as sources about unchanged (0.324-0.326 vs 0.320-0.332).
