@@ -51,7 +51,9 @@ gene_skip
     the sources shrunk towards zero when they are few or weakly informative) times a learned
     coefficient per target tissue and gene. It
     carries gene-specific signal, such as a cis-eQTL shared by the tissues, that the metagene
-    bottleneck loses."""
+    bottleneck loses. The metagenes then need not carry that signal: to read gene programmes from
+    the metagene loadings (:meth:`hyfa.HYFA.get_metagene_loadings`), train with ``gene_skip=False``
+    (on simulated programmes the skip hid them from the loadings)."""
 
 likelihood = """\
 gene_likelihood
