@@ -14,7 +14,7 @@ from hyfa._constants import REGISTRY_KEYS
 
 
 def _reference(model, mdata, target, exclude_target=True):
-    """Return {donor: mean} for ``target`` through the training path: module.inference + module.generative."""
+    """Return {donor: mean} for ``target`` through the training path: inference, gene_offset, generative."""
     tensors = next(iter(model._make_data_loader(mdata, batch_size=mdata.n_obs)))
     observed = tensors[REGISTRY_KEYS.OBSERVED_KEY] > 0
     t = model.tissues.index(target)
@@ -24,8 +24,11 @@ def _reference(model, mdata, target, exclude_target=True):
     keep = source.any(dim=1)
     model.module.eval()
     with torch.no_grad():
-        h = model.module.inference(x=tensors[REGISTRY_KEYS.X_KEY][keep], source_mask=source[keep])["donor"]
-        mean = model.module.generative(h, torch.full((h.shape[0],), t))["px"].mean.numpy()
+        x, mask = tensors[REGISTRY_KEYS.X_KEY][keep], source[keep]
+        h = model.module.inference(x=x, source_mask=mask)["donor"]
+        tissue = torch.full((h.shape[0],), t)
+        offset = model.module.gene_offset(x, torch.arange(h.shape[0]), mask, tissue)  # the gene-level skip
+        mean = model.module.generative(h, tissue, gene_offset=offset)["px"].mean.numpy()
     donors = mdata.obs_names[tensors[REGISTRY_KEYS.INDICES_KEY].ravel().long().numpy()][keep.numpy()]
     return dict(zip(donors, mean, strict=True))
 
