@@ -171,6 +171,7 @@ class ImputationMixin:
                 torch.as_tensor(unique[:, 1:].astype(bool), device=device),
                 **covs,
             )
+            values = self.module.skip_values(x)  # standardized once per minibatch, read by every target
             offset = 0
             for t in plan.targets:
                 n = len(local[t])
@@ -184,7 +185,7 @@ class ImputationMixin:
                     tissue_index,
                     library=self._library(x, donor_rows, t, library_size),
                     n_samples=n_samples,
-                    gene_offset=self.module.gene_offset(x, donor_rows, source_mask, tissue_index),
+                    gene_offset=self.module.gene_offset(x, donor_rows, source_mask, tissue_index, values),
                 )
                 offset += n
                 yield t, local[t] + rows.start, {k: v.float().cpu().numpy() for k, v in pred.items()}

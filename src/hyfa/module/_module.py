@@ -186,8 +186,19 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
             x = torch.log1p(x * (ENCODER_TARGET_SUM / total))
         return (x - self.input_loc[tissue_index]) / self.input_scale[tissue_index]
 
+    def skip_values(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Return the ``(n_donors, n_tissues, n_genes)`` standardized stacked ``x`` the skip reads (``None`` without it)."""
+        if self.skip is None:
+            return None
+        return self.standardize(x.view(x.shape[0], self.n_tissues, self.n_genes))
+
     def gene_offset(
-        self, x: torch.Tensor, donor_row: torch.Tensor, source_mask: torch.Tensor, tissue_index: torch.Tensor
+        self,
+        x: torch.Tensor,
+        donor_row: torch.Tensor,
+        source_mask: torch.Tensor,
+        tissue_index: torch.Tensor,
+        values: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Return the gene-level skip connection's ``(n_pairs, n_genes)`` offset of target pairs (``None`` without it).
 
@@ -201,10 +212,13 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
             Boolean ``(n_pairs, n_tissues)``: the sources each pair is predicted from.
         tissue_index
             ``(n_pairs,)`` target tissue of each pair.
+        values
+            :meth:`skip_values` of ``x``, when already computed (e.g. once per minibatch for many targets).
         """
         if self.skip is None:
             return None
-        values = self.standardize(x.view(x.shape[0], self.n_tissues, self.n_genes))
+        if values is None:
+            values = self.skip_values(x)
         return self.skip(values, donor_row, source_mask, tissue_index)
 
     def set_input_standardization(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
