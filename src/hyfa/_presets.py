@@ -67,7 +67,7 @@ _QUICK = Preset(
             "n_hidden_decoder": 128,
         }
     ),
-    train_kwargs=MappingProxyType({"max_epochs": 200, "lr": 2e-3, "batch_size": 63}),
+    train_kwargs=MappingProxyType({"max_epochs": 200, "lr": 2e-3}),
 )
 
 _PAPER = Preset(
@@ -75,10 +75,11 @@ _PAPER = Preset(
     description=(
         "The paper's tuned configuration for transcriptome-wide data (the defaults of hyfa.HYFA: "
         "50 metagenes x 98 factors, 28 heads x 28, learning rate 4.56e-4) with the paper's uniform "
-        "number of source tissues and without the gene-level skip connection; slow on a CPU."
+        "number of source tissues, without the gene-level skip connection and without the validation "
+        "calibration; slow on a CPU."
     ),
     model_kwargs=MappingProxyType({"source_count_exponent": 1.0, "gene_skip": False}),
-    train_kwargs=MappingProxyType({"max_epochs": 200, "batch_size": 63}),
+    train_kwargs=MappingProxyType({"max_epochs": 200, "batch_size": 63, "calibrate": False}),
 )
 
 #: The named presets, ``{"quick": ..., "paper": ...}`` (read-only); see :class:`Preset`.

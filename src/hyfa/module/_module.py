@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
+from torch.distributions import Normal
 
 from hyfa._constants import REGISTRY_KEYS
 from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
@@ -17,6 +18,7 @@ from hyfa.nn import (
     HyperedgePredictor,
     HypergraphAttentionConv,
     MetageneEncoder,
+    TargetCalibration,
     count_distribution,
     predicted_library,
 )
@@ -158,7 +160,9 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
             )
         #: The gene-level skip connection (``None`` without ``gene_skip``).
         self.skip = GeneSkip(n_tissues, n_genes) if gene_skip else None
-        self._register_load_state_dict_pre_hook(_zero_missing_skip, with_module=True)
+        #: Gaussian means: validation-fitted shrinkage of the decoder and scale of the skip (identity until fitted).
+        self.calibration = TargetCalibration(n_tissues)
+        self._register_load_state_dict_pre_hook(_fill_missing, with_module=True)
 
     @property
     def counts(self) -> bool:
@@ -370,7 +374,12 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
             return {"px": None}
         metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
         if not self.counts:
-            return {"px": self.decoder(metagene_attr, gene_offset)}
+            if self.calibration.is_identity:
+                return {"px": self.decoder(metagene_attr, gene_offset)}
+            px = self.decoder(metagene_attr)
+            center = self.input_loc[tissue_index]  # the tissues' gene means
+            mean = self.calibration(px.loc, center, gene_offset, tissue_index)
+            return {"px": Normal(mean, px.scale, validate_args=False)}
         params = self.decoder(metagene_attr, gene_offset)
         if library is None:
             library = predicted_library(params["log_library"])
@@ -414,9 +423,16 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
         )
 
 
-def _zero_missing_skip(module, state_dict, prefix, *args) -> None:
-    """Load a state dict saved without the gene-level skip with a zero skip (its exact predictions)."""
-    if module.skip is None or any(key.startswith(prefix + "skip.") for key in state_dict):
-        return
-    for name, value in module.skip.state_dict().items():
-        state_dict[prefix + "skip." + name] = torch.zeros_like(value)
+def _fill_missing(module, state_dict, prefix, *args) -> None:
+    """Load a state dict saved before the gene-level skip or the calibration as its exact predictions.
+
+    A missing skip loads as zero, a missing calibration as the identity.
+    """
+    for part, fill in ((module.skip, torch.zeros_like), (module.calibration, torch.ones_like)):
+        if part is None:
+            continue
+        name = "skip." if part is module.skip else "calibration."
+        if any(key.startswith(prefix + name) for key in state_dict):
+            continue
+        for key, value in part.state_dict().items():
+            state_dict[prefix + name + key] = fill(value)

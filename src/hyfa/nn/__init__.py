@@ -1,5 +1,6 @@
 """Neural-network building blocks of HYFA :cite:p:`Vinas2023`."""
 
+from ._calibration import TargetCalibration
 from ._decoders import CountDecoder, GaussianDecoder, count_distribution, count_variance, predicted_library
 from ._encoder import MetageneEncoder
 from ._gene_skip import GeneSkip
@@ -23,5 +24,6 @@ __all__ = [
     "gaussian_nll",
     "MLP",
     "MetageneEncoder",
+    "TargetCalibration",
     "hidden_block",
 ]

@@ -1,0 +1,210 @@
+"""``HYFA.calibrate``: fit, on validation donors, how much of the decoder and of the gene-level skip to trust."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hyfa._constants import REGISTRY_KEYS
+from hyfa.module import fixed_split
+
+from ._validation import _preview, check_positive_int
+
+logger = logging.getLogger(__name__)
+
+#: Validation donors a tissue needs as a target (with another tissue as source) to be calibrated.
+MIN_CALIBRATION_DONORS = 6
+
+
+def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
+    """Return ``(alpha, beta)`` minimizing ``sum (y - alpha d - beta s)^2``, ``0 <= alpha <= 1``, ``beta >= 0``.
+
+    ``sums`` holds the centered cross products ``yd, ys, dd, ds, ss`` (``y`` observed, ``d`` the
+    decoder's part, ``s`` the skip's, each centered per gene over donors). Without a skip,
+    ``beta`` is 1.
+    """
+    yd, ys, dd, ds, ss = (sums[k] for k in ("yd", "ys", "dd", "ds", "ss"))
+    if not has_skip or ss <= 0:
+        return (float(np.clip(yd / dd, 0.0, 1.0)) if dd > 0 else 1.0), 1.0
+    candidates = [(0.0, max(ys / ss, 0.0)), (1.0, max((ys - ds) / ss, 0.0))]
+    if dd > 0:
+        candidates.append((float(np.clip(yd / dd, 0.0, 1.0)), 0.0))
+    det = dd * ss - ds * ds
+    if det > 0:
+        a, b = (yd * ss - ys * ds) / det, (ys * dd - yd * ds) / det
+        if 0 <= a <= 1 and b >= 0:
+            candidates.append((a, b))
+    a, b = min(candidates, key=lambda ab: squared_error(sums, *ab))
+    return float(a), float(b)
+
+
+def squared_error(sums: dict[str, float], alpha: float, beta: float) -> float:
+    """Return ``sum (y - alpha d - beta s)^2`` from the cross products, less the constant ``sum y^2``."""
+    return (
+        -2 * alpha * sums["yd"]
+        - 2 * beta * sums["ys"]
+        + alpha**2 * sums["dd"]
+        + 2 * alpha * beta * sums["ds"]
+        + beta**2 * sums["ss"]
+    )
+
+
+class CalibrationMixin:
+    """:meth:`calibrate` and :attr:`calibration` of :class:`~hyfa.HYFA`."""
+
+    @property
+    def calibration(self) -> pd.DataFrame:
+        """The decoder's and the gene-level skip's calibration weights per tissue (both 1 where uncalibrated)."""
+        part = self.module.calibration
+        return pd.DataFrame(
+            {
+                "decoder_weight": part.decoder_weight.cpu().numpy(),
+                "skip_weight": part.skip_weight.cpu().numpy(),
+            },
+            index=pd.Index(self.tissues, name="tissue"),
+        )
+
+    def _has_calibration_donors(self) -> bool:
+        """Whether the last training's validation donors include one who gave two tissues."""
+        found = getattr(self, "validation_indices", None)
+        if found is None or not len(found):
+            return False
+        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))
+        return bool(((observed[np.asarray(found, dtype=int)] > 0).sum(axis=1) >= 2).any())
+
+    def calibrate(
+        self,
+        donors: Sequence[str] | None = None,
+        min_donors: int = MIN_CALIBRATION_DONORS,
+        n_source_draws: int = 4,
+        batch_size: int | None = None,
+    ) -> pd.DataFrame:
+        """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on validation donors.
+
+        :meth:`train` calls it after training in cohorts of under 315 training donors that have
+        validation donors (``calibrate=None``; the default random split keeps 10%). A Gaussian
+        prediction is the decoder's mean plus the gene-level skip's offset (``gene_skip``). For
+        each tissue ``t`` the calibrated mean is ``m_t + alpha_t (decoder - m_t) + beta_t skip``,
+        with ``m_t`` the tissue's registered gene means: ``alpha_t`` in [0, 1] shrinks the
+        decoder's donor-specific part towards them, ``beta_t >= 0`` rescales the skip.
+
+        With a hundred training donors the decoder fits them far better than new donors; its
+        donor-specific part is then mostly noise on new donors, and (per-gene correlations being
+        scale-free) dilutes the signal the skip carries. The weights are fitted by least squares
+        on the donor-to-donor variation (centered per gene) of the validation donors' observed
+        tissues, each predicted from source sets drawn as training draws them (pseudo-masks,
+        ``n_source_draws`` per donor).
+
+        Parameters
+        ----------
+        donors
+            Donors to fit on, never training donors; ``None`` uses the validation donors of the last
+            :meth:`train`.
+        min_donors
+            Validation donors a tissue needs (observed, with another tissue as source); tissues
+            with fewer stay uncalibrated.
+        n_source_draws
+            Source / target splits drawn per donor (the first is the validation loss's).
+        batch_size
+            Donors per minibatch.
+
+        Returns
+        -------
+        Per tissue: ``n_donors`` used, ``decoder_weight`` (``alpha``) and ``skip_weight``
+        (``beta``); :attr:`calibration` then holds the weights.
+        """
+        if not self.is_trained_:
+            raise RuntimeError("calibrate needs a trained model: call train() first.")
+        if self.module.counts:
+            raise ValueError(
+                f"calibrate supports gene_likelihood='normal' only; this model's is "
+                f"{self.module.gene_likelihood!r}."
+            )
+        if donors is None:
+            found = getattr(self, "validation_indices", None)
+            indices = np.asarray([] if found is None else found, dtype=int)
+            if not len(indices):
+                raise ValueError(
+                    "The last training had no validation donors: pass donors=..., or train with "
+                    "validation donors (train_size < 1, validation_donors or split_key)."
+                )
+            donors = list(self.adata.obs_names[indices])
+        indices = self._donor_indices(self.adata, donors, "calibration donors", argument="donors")
+        min_donors = check_positive_int(min_donors, "min_donors")
+        n_source_draws = check_positive_int(n_source_draws, "n_source_draws")
+        trained_on = getattr(self, "train_indices", None)
+        training = np.intersect1d(indices, np.asarray([] if trained_on is None else trained_on, dtype=int))
+        if len(training):
+            raise ValueError(
+                f"calibrate must not use training donors: {_preview(self.adata.obs_names[training])}."
+            )
+        self.module.calibration.reset()
+        with warnings.catch_warnings():  # donors without another tissue cannot be used: left out
+            warnings.simplefilter("ignore", UserWarning)
+            plan = self._plan(None, donors, None, None, exclude_target=True)
+        sums = {t: _Sums(len(self.genes)) for t in plan.targets}
+        used = {t: set() for t in plan.targets}
+        observed, rows = torch.as_tensor(plan.observed), torch.as_tensor(plan.indices)
+        for draw in range(n_source_draws):  # the source sets training draws: few sources more often
+            source, target = fixed_split(
+                observed, rows, self.module.validation_seed + draw, exponent=self.module.source_count_exponent
+            )
+            source, target = source.numpy(), target.numpy()
+            for t in plan.targets:
+                plan.keep[t], plan.sources[t] = target[:, t], source & target[:, t, None]
+            for t, position, pred in self._predictions(plan, batch_size, parts=True):
+                offset = pred["offset"]
+                decoder = pred["mean"] - offset if offset is not None else pred["mean"]
+                sums[t].add(pred["observed"], decoder, offset)
+                used[t].update(position.tolist())
+        has_skip = self.module.skip is not None
+        rows = []
+        for t in range(len(self.tissues)):
+            n = len(used.get(t, ()))
+            fitted = n >= min_donors and sums[t].n > 1
+            rows.append((n, *(fit_weights(sums[t].centered(), has_skip) if fitted else (1.0, 1.0))))
+        table = pd.DataFrame(
+            rows,
+            columns=["n_donors", "decoder_weight", "skip_weight"],
+            index=pd.Index(self.tissues, name="tissue"),
+        )
+        self.module.calibration.set(table["decoder_weight"].to_numpy(), table["skip_weight"].to_numpy())
+        fitted = table[table["n_donors"] >= min_donors]
+        logger.info(
+            "Calibrated %d of %d tissues on %d donors: decoder weight median %.2f, skip weight median %.2f.",
+            len(fitted),
+            len(table),
+            len(donors),
+            fitted["decoder_weight"].median() if len(fitted) else 1.0,
+            fitted["skip_weight"].median() if len(fitted) else 1.0,
+        )
+        return table
+
+
+class _Sums:
+    """Running per-gene sums of observed (y), decoder (d) and skip (s) values and their products."""
+
+    def __init__(self, n_genes: int):
+        self.n = 0
+        self.first = {k: np.zeros(n_genes) for k in ("y", "d", "s")}
+        self.second = {k: np.zeros(n_genes) for k in ("yd", "ys", "dd", "ds", "ss")}
+
+    def add(self, y: np.ndarray, d: np.ndarray, s: np.ndarray | None) -> None:
+        values = {"y": y.astype(np.float64), "d": d.astype(np.float64)}
+        values["s"] = np.zeros_like(values["d"]) if s is None else s.astype(np.float64)
+        self.n += len(y)
+        for k, v in values.items():
+            self.first[k] += v.sum(axis=0)
+        for k in self.second:
+            self.second[k] += (values[k[0]] * values[k[1]]).sum(axis=0)
+
+    def centered(self) -> dict[str, float]:
+        """Return the cross products centered per gene, summed over genes."""
+        return {
+            k: float((v - self.first[k[0]] * self.first[k[1]] / self.n).sum()) for k, v in self.second.items()
+        }

@@ -1,0 +1,263 @@
+"""Validation calibration: its least squares, its place in every prediction path, its errors, what it gains."""
+
+import mudata as md
+import numpy as np
+import pytest
+import scvi
+import torch
+from hyfa_testing import TINY
+
+import hyfa
+from hyfa.model._calibration import fit_weights
+from hyfa.module import HYFAModule
+from hyfa.nn import TargetCalibration
+
+
+def _loss(sums, a, b):
+    return (
+        -2 * a * sums["yd"]
+        - 2 * b * sums["ys"]
+        + a * a * sums["dd"]
+        + 2 * a * b * sums["ds"]
+        + b * b * sums["ss"]
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fitted_weights_are_the_constrained_least_squares_minimum(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    d, s = rng.normal(size=n), rng.normal(size=n)
+    true_a, true_b = rng.uniform(-0.8, 1.6), rng.uniform(-0.5, 2.0)  # some fall outside the box
+    y = true_a * d + true_b * s + rng.normal(scale=0.3, size=n)
+    sums = {"yd": y @ d, "ys": y @ s, "dd": d @ d, "ds": d @ s, "ss": s @ s}
+    a, b = fit_weights(sums, has_skip=True)
+    assert 0 <= a <= 1 and b >= 0
+    grid_a, grid_b = np.meshgrid(np.linspace(0, 1, 201), np.linspace(0, 3, 601))
+    best = _loss(sums, grid_a, grid_b).min()
+    assert _loss(sums, a, b) <= best + 1e-9 * abs(best)
+    if 0 < true_a < 1 and true_b > 0.2:  # inside the box: close to the truth
+        assert abs(a - true_a) < 0.25 and abs(b - true_b) < 0.25
+
+
+def test_without_a_skip_only_the_decoder_weight_is_fitted():
+    sums = {"yd": 3.0, "ys": 0.0, "dd": 10.0, "ds": 0.0, "ss": 0.0}
+    assert fit_weights(sums, has_skip=False) == (pytest.approx(0.3), 1.0)
+    assert fit_weights({**sums, "yd": -1.0}, has_skip=False)[0] == 0.0
+
+
+def test_calibrated_mean_is_center_plus_shrunken_decoder_plus_scaled_skip():
+    part = TargetCalibration(n_tissues=3)
+    assert part.is_identity
+    part.set(torch.tensor([0.5, 1.0, 0.0]), torch.tensor([2.0, 1.0, 0.5]))
+    assert not part.is_identity
+    decoder, center, offset = torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5)
+    tissue = torch.tensor([0, 2, 1, 0])
+    got = part(decoder, center, offset, tissue)
+    alpha, beta = np.array([0.5, 1.0, 0.0])[tissue], np.array([2.0, 1.0, 0.5])[tissue]
+    c = center.numpy()
+    expected = c + alpha[:, None] * (decoder.numpy() - c) + beta[:, None] * offset.numpy()
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-6)
+    part.reset()
+    assert part.is_identity
+
+
+def test_a_state_dict_without_calibration_loads_uncalibrated():
+    kwargs = dict(n_genes=6, n_tissues=3, **TINY)
+    module = HYFAModule(**kwargs)
+    module.calibration.set(torch.full((3,), 0.5), torch.full((3,), 2.0))
+    old = {k: v for k, v in HYFAModule(**kwargs).state_dict().items() if not k.startswith("calibration.")}
+    module.load_state_dict(old)
+    assert module.calibration.is_identity
+
+
+def _parts(model, mdata, donors):
+    """Per tissue: (observed, decoder part, skip part) of ``donors`` with the calibration switched off."""
+    saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
+    weight = model.module.skip.weight.detach().clone()
+    model.module.calibration.reset()
+    try:
+        full = model.get_imputed_expression(mdata, donors=donors)
+        with torch.no_grad():
+            model.module.skip.weight.zero_()
+        decoder = model.get_imputed_expression(mdata, donors=donors)
+    finally:
+        with torch.no_grad():
+            model.module.skip.weight.copy_(weight)
+        model.module.calibration.load_state_dict(saved)
+    out = {}
+    for t in model.tissues:
+        names = [d for d in full[t].obs_names if d in set(mdata.mod[t].obs_names)]
+        observed = mdata.mod[t][names, model.genes].layers["normalized"]
+        d = decoder[t][names].X.astype(np.float64)
+        out[t] = (np.asarray(observed, np.float64), d, full[t][names].X.astype(np.float64) - d)
+    return out
+
+
+BRAIN = ("Brain_Caudate_basal_ganglia", "Brain_Nucleus_accumbens_basal_ganglia")
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """HYFA on two GTEx brain regions: 70 training donors, 30 validation donors, the rest held out.
+
+    The small-cohort regime of #17: two closely related tissues, whose own gene values carry much
+    of the signal, and a decoder that fits its 70 training donors far better than new ones.
+    """
+    gtex = hyfa.data.gtex_acmg59()
+    hyfa.pp.normalize_gtex(gtex)
+    donors = gtex[BRAIN[0]].obs_names.intersection(gtex[BRAIN[1]].obs_names)
+    donors = list(np.random.default_rng(0).permutation(donors))
+    mdata = md.MuData({t: gtex[t][donors].copy() for t in BRAIN})
+    train, val, test = donors[:70], donors[70:100], donors[100:]
+    hyfa.HYFA.setup_mudata(mdata, layer="normalized", gene_mask_key="common")
+    scvi.settings.seed = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is as fast, and immune to busy shared cores
+    try:
+        model = hyfa.HYFA(mdata, **hyfa.preset("quick").model)
+        model.train(
+            max_epochs=150, train_donors=train, validation_donors=val, lr=2e-3, enable_progress_bar=False
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return model, mdata, val, test
+
+
+def _validation_path_sums(model, mdata, donors):
+    """Per tissue: the centered sums of the validation loss's own source / target split, by the training path."""
+    from hyfa._constants import REGISTRY_KEYS
+
+    module = model.module.eval()
+    rows = mdata.obs_names.get_indexer(donors)
+    tensors = next(iter(model._make_data_loader(mdata, indices=rows, batch_size=len(rows))))
+    with torch.no_grad():
+        inference = module.inference(**module._get_inference_input(tensors))
+        generative_input = module._get_generative_input(tensors, inference)
+        mean = module.generative(**generative_input)["px"].mean.double().numpy()
+    offset = generative_input["gene_offset"].double().numpy()
+    tissue = generative_input["tissue_index"].numpy()
+    donor_row, _ = inference["target_mask"].nonzero(as_tuple=True)
+    observed = module.samples(tensors[REGISTRY_KEYS.X_KEY], donor_row, generative_input["tissue_index"])
+    observed = observed.double().numpy()
+    out = {}
+    for i, t in enumerate(model.tissues):
+        y, d, s = observed[tissue == i], mean[tissue == i] - offset[tissue == i], offset[tissue == i]
+        yc, dc, sc = (v - v.mean(axis=0) for v in (y, d, s))
+        out[t] = {
+            "yd": (yc * dc).sum(),
+            "ys": (yc * sc).sum(),
+            "dd": (dc * dc).sum(),
+            "ds": (dc * sc).sum(),
+            "ss": (sc * sc).sum(),
+        }
+    return out
+
+
+def test_calibration_is_the_least_squares_fit_on_the_validation_split(calibrated):
+    model, mdata, val, _ = calibrated
+    saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
+    try:
+        assert not model.module.calibration.is_identity  # train() calibrated
+        table = model.calibrate(n_source_draws=1, min_donors=2)  # the validation split only
+        model.module.calibration.reset()
+        reference = _validation_path_sums(model, mdata, val)
+        for t, sums in reference.items():
+            a, b = table.loc[t, "decoder_weight"], table.loc[t, "skip_weight"]
+            np.testing.assert_allclose((a, b), fit_weights(sums, has_skip=True), rtol=1e-3, atol=1e-4)
+            assert _loss(sums, a, b) <= _loss(sums, 1.0, 1.0) + 1e-6  # never raises the validation error
+        assert (table["decoder_weight"] < 0.9).any(), table  # this small cohort's decoder is shrunk
+    finally:
+        model.module.calibration.load_state_dict(saved)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping")
+def test_every_prediction_applies_the_calibration(calibrated, tmp_path):
+    model, mdata, _, test = calibrated
+    table = model.calibration
+    parts = _parts(model, mdata, test)
+    imputed = model.get_imputed_expression(donors=test)
+    loc = model.module.input_loc.numpy()
+    for i, t in enumerate(model.tissues):
+        names = [d for d in imputed[t].obs_names if d in set(mdata.mod[t].obs_names)]
+        _, d, s = parts[t]
+        a, b = table.loc[t, "decoder_weight"], table.loc[t, "skip_weight"]
+        expected = loc[i] + a * (d - loc[i]) + b * s
+        np.testing.assert_allclose(imputed[t][names].X, expected, rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "m")
+    loaded = hyfa.HYFA.load(tmp_path / "m", adata=mdata)
+    again = loaded.get_imputed_expression(donors=test)
+    for t in model.tissues:
+        np.testing.assert_allclose(again[t].X, imputed[t].X, rtol=1e-6, atol=1e-6)
+
+
+def _per_gene_r(pred, obs):
+    return float(np.mean([np.corrcoef(pred[:, g], obs[:, g])[0, 1] for g in range(obs.shape[1])]))
+
+
+@pytest.mark.filterwarnings("ignore:Skipping")
+def test_calibration_lowers_the_held_out_error(calibrated):
+    """70 training donors: the decoder overfits them; calibrated predictions of new donors are closer."""
+    model, mdata, _, test = calibrated
+    parts = _parts(model, mdata, test)
+    table = model.calibration
+    lowered, gained = 0, 0
+    for i, t in enumerate(model.tissues):
+        y, d, s = parts[t]
+        loc = model.module.input_loc.numpy()[i]
+        a, b = table.loc[t, "decoder_weight"], table.loc[t, "skip_weight"]
+        raw, cal = d + s, loc + a * (d - loc) + b * s
+        raw_error, cal_error = np.mean((raw - y) ** 2), np.mean((cal - y) ** 2)
+        assert cal_error <= raw_error * 1.01, t
+        assert _per_gene_r(cal, y) >= _per_gene_r(raw, y) - 0.01, t  # and per-gene r does not drop
+        lowered += cal_error < raw_error * 0.99
+        gained += _per_gene_r(cal, y) > _per_gene_r(raw, y) + 0.02
+    assert lowered >= 1 and gained >= 1, table  # measured: per-gene r +0.04 and +0.08
+
+
+def test_calibration_errors_name_the_problem(calibrated, unpaired):
+    model, mdata, val, _ = calibrated
+    train = list(mdata.obs_names[:3])
+    with pytest.raises(ValueError, match="must not use training donors: GTEX-"):
+        model.calibrate(donors=train)
+    with pytest.raises(ValueError, match="Unknown calibration donors"):
+        model.calibrate(donors=["nobody"])
+    with pytest.raises(ValueError, match="min_donors"):
+        model.calibrate(min_donors=0)
+    counts_mdata, _ = hyfa.data.simulate(
+        n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, counts=True, seed=0
+    )
+    hyfa.HYFA.setup_mudata(counts_mdata)
+    counts = hyfa.HYFA(counts_mdata, gene_likelihood="nb", **TINY)
+    counts.train(max_epochs=1, enable_progress_bar=False)
+    assert counts.module.calibration.is_identity
+    with pytest.raises(ValueError, match="gene_likelihood='normal' only; this model's is 'nb'"):
+        counts.calibrate()
+    mdata2, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=0)
+    hyfa.HYFA.setup_mudata(mdata2)
+    plain = hyfa.HYFA(mdata2, **TINY)
+    plain.train(max_epochs=1, train_size=1.0, enable_progress_bar=False)
+    assert plain.module.calibration.is_identity
+    with pytest.raises(ValueError, match="no validation donors"):
+        plain.calibrate()
+    plain.train(max_epochs=1, calibrate=False, enable_progress_bar=False)
+    assert plain.module.calibration.is_identity
+
+
+@pytest.mark.parametrize(("n_train", "expected"), [(40, 16), (81, 16), (200, 40), (314, 62), (500, 63)])
+def test_default_batch_size_gives_small_cohorts_five_steps_an_epoch(n_train, expected):
+    from hyfa.model._model import auto_batch_size
+
+    assert auto_batch_size(n_train) == expected
+
+
+def test_train_uses_the_default_batch_size_of_the_cohort():
+    mdata, _ = hyfa.data.simulate(n_donors=90, n_tissues=2, n_genes=8, missing_rate=0.0, seed=0)
+    hyfa.HYFA.setup_mudata(mdata)
+    model = hyfa.HYFA(mdata, **TINY)
+    model.train(max_epochs=1, train_donors=list(mdata.obs_names[:80]), enable_progress_bar=False)
+    assert model.trainer.global_step == 5  # 80 donors, 16 per batch (63 would be 2 steps)
+    model.train(
+        max_epochs=1, batch_size=63, train_donors=list(mdata.obs_names[:80]), enable_progress_bar=False
+    )
+    assert model.trainer.global_step == 2
