@@ -20,6 +20,7 @@ Examples
     python benchmarks/gtex_acmg59.py --max-epochs 20 --precision bf16-mixed  # vs float32, same seed
     python benchmarks/gtex_acmg59.py --preset quick --max-epochs 240 --source-count-exponent 1
     python benchmarks/gtex_acmg59.py --preset quick --model-kwargs '{"gene_skip": true}'
+    python benchmarks/gtex_acmg59.py --preset quick --compare-calibration   # calibration on vs off
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=json.loads,
         default={},
         help="JSON of further hyfa.HYFA keyword arguments, e.g. '{\"gene_skip\": true}'",
+    )
+    parser.add_argument(
+        "--compare-calibration",
+        action="store_true",
+        help="also score the same trained model calibrated on the validation donors (HYFA.calibrate; "
+        "method 'calibrated'), or uncalibrated if training calibrated it",
     )
     parser.add_argument("--plot", type=Path, default=None, help="save per-gene comparison plots to this stem")
     return parser.parse_args(argv)
@@ -200,6 +207,32 @@ def main(argv=None) -> int:
         layer="normalized",
         min_donors=args.min_donors,
     )
+    if args.compare_calibration:  # the same network with the other calibration state: a paired comparison
+        saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
+        if model.module.calibration.is_identity:
+            other, table = "calibrated", model.calibrate()
+        else:
+            other, table = "uncalibrated", model.calibration
+            model.module.calibration.reset()
+        print("calibration weights over tissues:")
+        print(
+            table[["decoder_weight", "skip_weight"]]
+            .describe()
+            .loc[["min", "50%", "max"]]
+            .round(3)
+            .to_string()
+        )
+        compared = hyfa.tl.evaluate_imputation(
+            model,
+            donors=test,
+            sources=hyfa.tl.PAPER_SOURCES,
+            baselines=None,
+            layer="normalized",
+            min_donors=args.min_donors,
+            name=other,
+        )
+        model.module.calibration.load_state_dict(saved)
+        results = pd.concat([results, compared], ignore_index=True)
     timings["fit baselines + evaluate"] = time.perf_counter() - start
     summary = hyfa.tl.summarize_evaluation(results)
     wins = hyfa.tl.win_counts(summary)

@@ -10,9 +10,10 @@ itself (surrogate) can beat HYFA. Three proxies of such a cohort:
   Its tissues share the donors' latent factors, each mapping them to genes through its own random
   network, and share donor x gene effects (``shared_gene_sd=0.5``), the gene-level component.
 
-Per proxy and seed, ``--n-train`` training and ``--n-test`` test donors are drawn (disjoint); HYFA and the
-baselines (mean, surrogate = the source tissue, kNN with k = 20, TEEBoT with 30 components) are fitted on
-the training donors; each target tissue of the test donors is imputed from one source tissue (both
+Per proxy and seed, ``--n-train`` training and ``--n-test`` test donors are drawn (disjoint); the baselines
+(mean, surrogate = the source tissue, kNN with k = 20, TEEBoT with 30 components) are fitted on the training
+donors, and HYFA on them too, keeping ``--validation-fraction`` (10%, as ``HYFA.train``'s default random
+split) as validation donors, on which ``HYFA.train`` calibrates the model; each target tissue of the test donors is imputed from one source tissue (both
 directions for the GTEx pairs; ``tissue_0`` -> ``tissue_1`` and ``tissue_2`` for ``sim``), scored by
 ``hyfa.tl.evaluate_imputation``: per-gene Pearson r (mean over genes) and per-sample r (mean over donors).
 Prints the per-run table, the means over seeds, and per proxy the margins of HYFA over the baselines.
@@ -80,6 +81,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="donor draw + training seeds")
     parser.add_argument("--n-train", type=int, default=90, help="training donors per seed")
     parser.add_argument("--n-test", type=int, default=30, help="test donors per seed (fewer if short)")
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of the training donors HYFA keeps for validation and calibration (train()'s default split)",
+    )
     parser.add_argument("--preset", choices=["default", *hyfa.PRESETS], default="default")
     parser.add_argument("--model-kwargs", default="{}", help="JSON overrides of hyfa.HYFA(...) arguments")
     parser.add_argument("--train-kwargs", default="{}", help="JSON overrides of HYFA.train(...) arguments")
@@ -150,8 +157,21 @@ def run_one(proxy, gtex, seed, args, model_kwargs, train_kwargs) -> tuple[pd.Dat
     hyfa.HYFA.setup_mudata(mdata, layer=layer, gene_mask_key=mask)
     model = hyfa.HYFA(mdata, **model_kwargs)
     start = time.perf_counter()
-    model.train(train_donors=train, **{"enable_progress_bar": False, **train_kwargs})
+    n_val = int(round(args.validation_fraction * len(train)))
+    validation = list(np.random.default_rng(seed).permutation(train)[:n_val])
+    fit = [d for d in train if d not in set(validation)]
+    model.train(
+        train_donors=fit, validation_donors=validation, **{"enable_progress_bar": False, **train_kwargs}
+    )
     train_s = time.perf_counter() - start
+    weights = model.calibration.round(3)
+    print(
+        f"  {proxy}, seed {seed}: calibration "
+        + "; ".join(
+            f"{t}: decoder {row.decoder_weight}, skip {row.skip_weight}" for t, row in weights.iterrows()
+        ),
+        flush=True,
+    )
 
     shared = hyfa.tl.default_baselines(
         mdata, train, layer=layer, gene_mask_key=mask, surrogate_tissue=None, seed=seed

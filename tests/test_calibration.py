@@ -1,5 +1,7 @@
 """Validation calibration: its least squares, its place in every prediction path, its errors, what it gains."""
 
+import logging
+
 import mudata as md
 import numpy as np
 import pytest
@@ -261,3 +263,17 @@ def test_train_uses_the_default_batch_size_of_the_cohort():
         max_epochs=1, batch_size=63, train_donors=list(mdata.obs_names[:80]), enable_progress_bar=False
     )
     assert model.trainer.global_step == 2
+
+
+def test_a_fit_that_would_predict_only_gene_means_is_refused(calibrated, monkeypatch, caplog):
+    model, _, _, _ = calibrated
+    saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
+    monkeypatch.setattr("hyfa.model._calibration.fit_weights", lambda sums, has_skip: (0.0, 0.0))
+    try:
+        with caplog.at_level(logging.WARNING, logger="hyfa.model._calibration"):
+            table = model.calibrate()
+        assert (table["decoder_weight"] == 1).all() and (table["skip_weight"] == 1).all()
+        assert model.module.calibration.is_identity
+        assert f"Not calibrating {model.tissues[0]!r}" in caplog.text
+    finally:
+        model.module.calibration.load_state_dict(saved)

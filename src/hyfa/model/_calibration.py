@@ -166,8 +166,17 @@ class CalibrationMixin:
         rows = []
         for t in range(len(self.tissues)):
             n = len(used.get(t, ()))
-            fitted = n >= min_donors and sums[t].n > 1
-            rows.append((n, *(fit_weights(sums[t].centered(), has_skip) if fitted else (1.0, 1.0))))
+            alpha, beta = (
+                fit_weights(sums[t].centered(), has_skip) if n >= min_donors and sums[t].n > 1 else (1, 1)
+            )
+            if alpha == 0 and (beta == 0 or not has_skip):  # would predict the gene means alone
+                logger.warning(
+                    "Not calibrating %r: its validation donors' predictions do not correlate with their "
+                    "observed expression, and calibration would predict each gene's mean for every donor.",
+                    self.tissues[t],
+                )
+                alpha, beta = 1.0, 1.0
+            rows.append((n, alpha, beta))
         table = pd.DataFrame(
             rows,
             columns=["n_donors", "decoder_weight", "skip_weight"],

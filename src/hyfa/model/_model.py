@@ -385,10 +385,9 @@ class HYFA(
             After training, fit per tissue the weights of the decoder and of the gene-level skip on
             the validation donors (:meth:`calibrate`; Gaussian likelihood only, and only with
             validation donors: the default random split keeps 10%). ``None``: in cohorts of under
-            315 training donors, where the decoder overfits (per-gene r on
-            ``benchmarks/small_cohort.py`` +0.05 to +0.06); with GTEx's 500 training donors it
-            changed per-gene r by -0.004 to +0.004 (``benchmarks/gtex_acmg59.py
-            --compare-uncalibrated``), so it is off there.
+            315 training donors, where the decoder overfits (``benchmarks/small_cohort.py``); with
+            GTEx's 500 training donors it changed mean per-gene and per-sample r by -0.004 to
+            +0.003 (``benchmarks/gtex_acmg59.py --compare-calibration``), so it is off there.
         accelerator, devices
             Passed to :class:`scvi.train.Trainer`.
         train_size, validation_size
