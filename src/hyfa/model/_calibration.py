@@ -86,7 +86,7 @@ class CalibrationMixin:
     ) -> pd.DataFrame:
         """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on validation donors.
 
-        :meth:`train` calls it after training in cohorts of under 315 training donors that have
+        :meth:`train` calls it after training in cohorts of under 200 training donors that have
         validation donors (``calibrate=None``; the default random split keeps 10%). A Gaussian
         prediction is the decoder's mean plus the gene-level skip's offset (``gene_skip``). For
         each tissue ``t`` the calibrated mean is ``m_t + alpha_t (decoder - m_t) + beta_t skip``,
