@@ -143,10 +143,10 @@ class CalibrationMixin:
             raise ValueError(
                 f"calibrate must not use training donors: {_preview(self.adata.obs_names[training])}."
             )
-        self.module.calibration.reset()
         with warnings.catch_warnings():  # donors without another tissue cannot be used: left out
             warnings.simplefilter("ignore", UserWarning)
             plan = self._plan(None, donors, None, None, exclude_target=True)
+        self.module.calibration.reset()  # the parts are those of the uncalibrated prediction
         sums = {t: _Sums(len(self.genes)) for t in plan.targets}
         used = {t: set() for t in plan.targets}
         observed, rows = torch.as_tensor(plan.observed), torch.as_tensor(plan.indices)
@@ -163,11 +163,11 @@ class CalibrationMixin:
                 sums[t].add(pred["observed"], decoder, offset)
                 used[t].update(position.tolist())
         has_skip = self.module.skip is not None
-        rows = []
+        records = []
         for t in range(len(self.tissues)):
             n = len(used.get(t, ()))
             alpha, beta = (
-                fit_weights(sums[t].centered(), has_skip) if n >= min_donors and sums[t].n > 1 else (1, 1)
+                fit_weights(sums[t].centered(), has_skip) if n >= min_donors and sums[t].n > 1 else (1.0, 1.0)
             )
             if alpha == 0 and (beta == 0 or not has_skip):  # would predict the gene means alone
                 logger.warning(
@@ -176,9 +176,9 @@ class CalibrationMixin:
                     self.tissues[t],
                 )
                 alpha, beta = 1.0, 1.0
-            rows.append((n, alpha, beta))
+            records.append((n, alpha, beta))
         table = pd.DataFrame(
-            rows,
+            records,
             columns=["n_donors", "decoder_weight", "skip_weight"],
             index=pd.Index(self.tissues, name="tissue"),
         )
