@@ -248,7 +248,7 @@ def test_calibration_errors_name_the_problem(calibrated, unpaired):
 
 @pytest.mark.parametrize(("n_train", "expected"), [(40, 16), (81, 16), (200, 40), (314, 62), (500, 63)])
 def test_default_batch_size_gives_small_cohorts_five_steps_an_epoch(n_train, expected):
-    from hyfa.model._model import auto_batch_size
+    from hyfa.model._donors import auto_batch_size
 
     assert auto_batch_size(n_train) == expected
 

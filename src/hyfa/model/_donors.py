@@ -1,7 +1,8 @@
-"""Donors by name: their rows in a MuData, and the training / validation / test split of :meth:`HYFA.train`."""
+"""Donors by name: rows in a MuData, the split of :meth:`HYFA.train`, and the defaults its size sets."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,26 @@ from mudata import MuData
 from hyfa._utils import as_list as _as_list
 
 from ._validation import _preview, split_labels
+
+#: Donors per minibatch of the paper's tuned configuration.
+PAPER_BATCH_SIZE = 63
+#: Below this many training donors, training calibrates on the validation donors by default.
+CALIBRATION_MAX_DONORS = 200
+
+
+def n_training_donors(split: list[np.ndarray] | None, n_donors: int, train_size: float | None) -> int:
+    """Return the number of training donors: of ``split``, else of scvi-tools' random split (``train_size`` 0.9)."""
+    return len(split[0]) if split is not None else math.ceil(n_donors * (train_size or 0.9))
+
+
+def auto_batch_size(n_train: int) -> int:
+    """Return the default donors per minibatch: the paper's 63, fewer below 315 training donors (5 steps an epoch)."""
+    return min(PAPER_BATCH_SIZE, max(16, n_train // 5))
+
+
+def default_calibrate(n_train: int) -> bool:
+    """Return whether :meth:`HYFA.train` calibrates by default: below 200 training donors."""
+    return n_train < CALIBRATION_MAX_DONORS
 
 
 class DonorMixin:

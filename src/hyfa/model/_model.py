@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +15,7 @@ from hyfa.module import GENE_LIKELIHOODS, HYFAModule
 
 from ._calibration import CalibrationMixin
 from ._completion import CompletionMixin
-from ._donors import DonorMixin
+from ._donors import DonorMixin, auto_batch_size, default_calibrate, n_training_donors
 from ._imputation import ImputationMixin
 from ._interpretation import InterpretationMixin
 from ._registration import check_counts, resolve_genes, resolve_tissues
@@ -48,15 +47,6 @@ logger = logging.getLogger(__name__)
 
 #: Learning rate of the paper's tuned configuration.
 PAPER_LR = 4.56e-4
-#: Donors per minibatch of the paper's tuned configuration.
-PAPER_BATCH_SIZE = 63
-#: Below this many training donors, training calibrates on the validation donors by default.
-CALIBRATION_MAX_DONORS = 200
-
-
-def auto_batch_size(n_train: int) -> int:
-    """Return the default donors per minibatch: the paper's 63, fewer below 315 training donors (5 steps an epoch)."""
-    return min(PAPER_BATCH_SIZE, max(16, n_train // 5))
 
 
 @doc_params(architecture=architecture, likelihood=likelihood, pseudo_masks=pseudo_masks)
@@ -384,13 +374,10 @@ class HYFA(
         calibrate
             After training, fit per tissue the weights of the decoder and of the gene-level skip on
             the validation donors (:meth:`calibrate`; Gaussian likelihood only, and only with
-            validation donors: the default random split keeps 10%). ``None``: in cohorts of under
-            200 training donors, where the decoder overfits (``benchmarks/small_cohort.py``, 81
-            training donors). It is off in larger ones: with GTEx's 500 training donors it changed
-            mean per-gene and per-sample r by -0.004 to +0.003 (``benchmarks/gtex_acmg59.py
-            --compare-calibration``), and with 270 it cut the true eGenes found on a completed
-            cohort from 91 to 80 (``benchmarks/eqtl_simulated.py``): the squared error it lowers
-            is not the genetic signal the gene-level skip carries.
+            validation donors: the default random split keeps 10%). ``None``: below 200 training
+            donors, where the decoder overfits. Larger cohorts gained nothing on GTEx, and in an
+            eQTL simulation (270 training donors) calibration cut the true eGenes found on a
+            completed cohort from 91 to 80 (``benchmarks/eqtl_simulated.py``; see the FAQ).
         accelerator, devices
             Passed to :class:`scvi.train.Trainer`.
         train_size, validation_size
@@ -418,7 +405,7 @@ class HYFA(
             None if split is None else split[1],
             self.adata.obs_names,
         )
-        n_train = len(split[0]) if split is not None else math.ceil(self.adata.n_obs * (train_size or 0.9))
+        n_train = n_training_donors(split, self.adata.n_obs, train_size)
         batch_size = (
             auto_batch_size(n_train) if batch_size is None else check_positive_int(batch_size, "batch_size")
         )
@@ -457,7 +444,7 @@ class HYFA(
                 **trainer_kwargs,
             )
         if calibrate is None:
-            calibrate = n_train < CALIBRATION_MAX_DONORS
+            calibrate = default_calibrate(n_train)
         if calibrate and not self.module.counts and self._has_calibration_donors():
             self.history_["calibration"] = self.calibrate()
         return runner
