@@ -374,7 +374,8 @@ class HYFAModule(PredictionMixin, BaseModuleClass):
             return {"px": None}
         metagene_attr = self.predictor([donor, self.tissue_embedding[tissue_index]], self.metagene_embedding)
         if not self.counts:
-            if self.calibration.is_identity:
+            # training never calibrates (HYFA.train resets it first): no device sync on the hot path
+            if self.training or self.calibration.is_identity:
                 return {"px": self.decoder(metagene_attr, gene_offset)}
             px = self.decoder(metagene_attr)
             center = self.input_loc[tissue_index]  # the tissues' gene means
