@@ -20,26 +20,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser(
-        "demo",
-        help="train and evaluate on the bundled GTEx data",
-        description=DEMO_HELP,
-        epilog=EXIT_STATUS,
-        formatter_class=raw,
-    )
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        """Add subcommand ``name``: its one-line summary, its --help text and the exit-status epilog."""
+        return sub.add_parser(
+            name, help=summary, description=description, epilog=EXIT_STATUS, formatter_class=raw
+        )
+
+    demo = command("demo", "train and evaluate on the bundled GTEx data", DEMO_HELP)
     demo.add_argument("--preset", default="quick", choices=["quick", "paper"], help="hyperparameter preset")
     demo.add_argument("--max-epochs", type=int, default=None, help="override the preset's epochs")
     demo.add_argument("--seed", type=int, default=0, help="random seed (scvi.settings.seed)")
     demo.add_argument("--output", default=None, help="also write the table to this CSV file")
 
     # train
-    train = sub.add_parser(
-        "train",
-        help="train HYFA on a MuData file",
-        description=TRAIN_HELP,
-        epilog=EXIT_STATUS,
-        formatter_class=raw,
-    )
+    train = command("train", "train HYFA on a MuData file", TRAIN_HELP)
     train.add_argument("data", help="input MuData (.h5mu): one modality per tissue, donors as obs")
     train.add_argument("model_dir", help="output model directory")
     g = train.add_argument_group("data (hyfa.HYFA.setup_mudata)")
@@ -113,13 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress-bar", action="store_true", help="no progress bar (e.g. in batch logs)")
 
     # impute
-    impute = sub.add_parser(
-        "impute",
-        help="impute tissues into an .h5mu file",
-        description=IMPUTE_HELP,
-        epilog=EXIT_STATUS,
-        formatter_class=raw,
-    )
+    impute = command("impute", "impute tissues into an .h5mu file", IMPUTE_HELP)
     impute.add_argument("model_dir", help="model directory written by `hyfa train` (or hyfa.HYFA.save)")
     impute.add_argument(
         "data", help="MuData (.h5mu) with the donors' source tissues, set up like the training data"
@@ -153,25 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     impute.add_argument("--no-progress-bar", action="store_true", help="no progress bar")
 
     # merge
-    merge = sub.add_parser(
-        "merge",
-        help="join the outputs of `hyfa impute --chunk` jobs",
-        description=MERGE_HELP,
-        epilog=EXIT_STATUS,
-        formatter_class=raw,
-    )
+    merge = command("merge", "join the outputs of `hyfa impute --chunk` jobs", MERGE_HELP)
     merge.add_argument("output", help="merged .h5mu file")
     merge.add_argument("parts", nargs="+", help=".h5mu files written by `hyfa impute --chunk I/N`")
     merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
     # evaluate
-    evaluate = sub.add_parser(
-        "evaluate",
-        help="score held-out donors: CSV tables and a figure",
-        description=EVALUATE_HELP,
-        epilog=EXIT_STATUS,
-        formatter_class=raw,
-    )
+    evaluate = command("evaluate", "score held-out donors: CSV tables and a figure", EVALUATE_HELP)
     evaluate.add_argument("model_dir", help="model directory written by `hyfa train`")
     evaluate.add_argument("data", help="MuData (.h5mu) with the evaluation donors' measured tissues")
     evaluate.add_argument("prefix", help="output prefix: writes PREFIX.csv, PREFIX_summary.csv, PREFIX.png")
