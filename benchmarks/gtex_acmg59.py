@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import logging
@@ -199,14 +200,15 @@ def main(argv=None) -> int:
         covariate_keys=covariates or None,
         surrogate_tissue="Whole_Blood",
     )
-    results = hyfa.tl.evaluate_imputation(
+    score = functools.partial(
+        hyfa.tl.evaluate_imputation,
         model,
         donors=test,
         sources=hyfa.tl.PAPER_SOURCES,
-        baselines=baselines,
         layer="normalized",
         min_donors=args.min_donors,
     )
+    results = score(baselines=baselines)
     if args.compare_calibration:  # the same network with the other calibration state: a paired comparison
         saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
         if model.module.calibration.is_identity:
@@ -222,15 +224,7 @@ def main(argv=None) -> int:
             .round(3)
             .to_string()
         )
-        compared = hyfa.tl.evaluate_imputation(
-            model,
-            donors=test,
-            sources=hyfa.tl.PAPER_SOURCES,
-            baselines=None,
-            layer="normalized",
-            min_donors=args.min_donors,
-            name=other,
-        )
+        compared = score(baselines=None, name=other)
         model.module.calibration.load_state_dict(saved)
         results = pd.concat([results, compared], ignore_index=True)
     timings["fit baselines + evaluate"] = time.perf_counter() - start
