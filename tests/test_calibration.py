@@ -226,6 +226,10 @@ def test_calibration_errors_name_the_problem(calibrated, unpaired):
         model.calibrate(donors=["nobody"])
     with pytest.raises(ValueError, match="min_donors"):
         model.calibrate(min_donors=0)
+    with pytest.raises(ValueError, match="n_source_draws"):
+        model.calibrate(n_source_draws=0)
+    with pytest.raises(RuntimeError, match="trained model"):
+        hyfa.HYFA(mdata, **TINY).calibrate()
     counts_mdata, _ = hyfa.data.simulate(
         n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, counts=True, seed=0
     )
