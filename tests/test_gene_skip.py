@@ -55,6 +55,34 @@ def test_gradients_reach_both_parameters():
     assert skip.source_logits.grad.abs().sum() > 0
 
 
+def test_coefficients_are_non_negative_and_training_projects_them():
+    torch.manual_seed(0)
+    skip = GeneSkip(n_tissues=2, n_genes=2)
+    values = torch.randn(200, 2, 2)
+    rows, tissue = torch.arange(200), torch.ones(200, dtype=torch.long)
+    source = torch.tensor([[True, False]] * 200)
+    with torch.no_grad():  # a negative stored weight reads as 0, and eval leaves it stored
+        skip.weight.copy_(torch.tensor([[0.1, -0.1], [-0.2, 0.3]]))
+    skip.eval()
+    torch.testing.assert_close(skip.coefficient, skip.gain * torch.tensor([[0.1, 0.0], [0.0, 0.3]]))
+    out = skip(values, rows, source, tissue)
+    torch.testing.assert_close(out[:, 0], torch.zeros(200))  # gene 0 of tissue 1: w = 0
+    assert skip.weight[1, 0] < 0
+    # training: gene 0 of the target follows its source, gene 1 goes against it
+    skip.train()
+    target = torch.stack([values[:, 0, 0], -values[:, 0, 1]], dim=1)
+    optimizer = torch.optim.Adam(skip.parameters(), lr=0.02)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (skip(values, rows, source, tissue) - target).square().mean().backward()
+        optimizer.step()
+        skip(values[:1], rows[:1], source[:1], tissue[:1])  # the next forward projects
+        assert (skip.weight >= 0).all()
+    coefficient = skip.coefficient[1].detach()
+    assert coefficient[1] == 0  # the anti-correlated gene gets no skip rather than a flipped one
+    assert coefficient[0] * skip.source_weights(source[:1], tissue[:1])[0, 0] > 0.8  # ~1: the source itself
+
+
 @pytest.fixture
 def trained_skip(unpaired):
     """A tiny HYFA with the gene skip, trained 3 epochs, then given random skip parameters."""
@@ -65,7 +93,7 @@ def trained_skip(unpaired):
     model.train(max_epochs=3, batch_size=16)
     with torch.no_grad():  # large enough to change every prediction
         model.module.skip.source_logits.normal_()
-        model.module.skip.weight.normal_(std=0.1)
+        model.module.skip.weight.normal_(std=0.1).abs_()  # coefficients are non-negative
     return model, mdata
 
 

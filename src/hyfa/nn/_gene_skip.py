@@ -16,9 +16,12 @@ class GeneSkip(nn.Module):
     source tissues only; ``a_ts = softplus(l_ts) >= 0`` is a learned precision of source ``s`` for
     target ``t``, so the sum is a shrunken weighted mean: close to the weighted mean of the sources
     when they are informative together, shrunk towards zero when the donor gave only weakly
-    informative sources (e.g. whole blood for a brain region). ``w_tg`` is a learned coefficient
+    informative sources (e.g. whole blood for a brain region). ``w_tg >= 0`` is a learned coefficient
     per target tissue and gene; it starts at zero, so an untrained skip adds nothing and the model
-    starts as without it. It is stored divided by :attr:`gain`, so that Adam moves it ``gain``
+    starts as without it. It is kept non-negative (projected to zero after each optimizer step,
+    read through ``max(w, 0)``): a gene's expression in related tissues goes the same way across
+    donors, and with a hundred training donors a free sign flips the weakly shared genes' skips
+    by chance, which then predict them anti-correlated. It is stored divided by :attr:`gain`, so that Adam moves it ``gain``
     times faster than the network's weights: a cohort of a hundred donors gets only a few hundred
     optimizer steps, too few to reach coefficients of order one at HYFA's learning rate.
 
@@ -40,8 +43,8 @@ class GeneSkip(nn.Module):
 
     @property
     def coefficient(self) -> torch.Tensor:
-        """Return the ``(n_tissues, n_genes)`` coefficients ``w`` of each target tissue and gene."""
-        return self.gain * self.weight
+        """Return the ``(n_tissues, n_genes)`` non-negative coefficients ``w`` of each target tissue and gene."""
+        return self.gain * self.weight.clamp(min=0.0)
 
     def source_weights(self, source_mask: torch.Tensor, tissue_index: torch.Tensor) -> torch.Tensor:
         """Return the ``(n_pairs, n_tissues)`` weights ``a_ts / (1 + sum_s a_ts)`` of each pair's sources (0 elsewhere).
@@ -77,10 +80,13 @@ class GeneSkip(nn.Module):
         tissue_index
             ``(n_pairs,)`` target tissue of each pair.
         """
+        if self.training:  # projected gradient: the last optimizer step may have left w < 0
+            with torch.no_grad():
+                self.weight.clamp_(min=0.0)
         weights = self.source_weights(source_mask, tissue_index)
         pooled = values.new_zeros(len(donor_row), values.shape[-1])
         # one pass per source tissue in use: memory stays (n_pairs, n_genes)
         for s in source_mask.any(dim=0).nonzero().flatten().tolist():
             rows = source_mask[:, s]
             pooled[rows] += weights[rows, s, None] * values[donor_row[rows], s]
-        return self.gain * self.weight[tissue_index] * pooled
+        return self.coefficient[tissue_index] * pooled
