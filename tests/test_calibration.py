@@ -10,7 +10,7 @@ import torch
 from hyfa_testing import TINY
 
 import hyfa
-from hyfa.model._calibration import fit_weights
+from hyfa.model._calibration import _Sums, fit_weights, one_se_weights
 from hyfa.module import HYFAModule
 from hyfa.nn import TargetCalibration
 
@@ -46,6 +46,59 @@ def test_without_a_skip_only_the_decoder_weight_is_fitted():
     sums = {"yd": 3.0, "ys": 0.0, "dd": 10.0, "ds": 0.0, "ss": 0.0}
     assert fit_weights(sums, has_skip=False) == (pytest.approx(0.3), 1.0)
     assert fit_weights({**sums, "yd": -1.0}, has_skip=False)[0] == 0.0
+
+
+def test_fold_sums_are_the_centered_cross_products_split_by_donor_fold():
+    rng = np.random.default_rng(0)
+    y, d, s = (rng.normal(loc=m, size=(30, 7)) for m in (1.0, -2.0, 0.5))
+    folds = rng.integers(0, 4, size=30)
+    sums = _Sums(7, n_folds=4)
+    for chunk in np.array_split(np.arange(30), 3):  # rows arrive in minibatches
+        sums.add(y[chunk], d[chunk], s[chunk], folds=folds[chunk])
+    centered = {k: v - v.mean(axis=0) for k, v in {"y": y, "d": d, "s": s}.items()}
+    total, by_fold = sums.centered(), sums.fold_centered()
+    for k in ("yd", "ys", "dd", "ds", "ss"):
+        products = (centered[k[0]] * centered[k[1]]).sum(axis=1)
+        assert total[k] == pytest.approx(products.sum())
+        np.testing.assert_allclose(by_fold[k], [products[folds == f].sum() for f in range(4)], atol=1e-9)
+
+
+def _donor_sums(y, d, s, n_folds):
+    sums = _Sums(y.shape[1], n_folds)
+    sums.add(y, d, s, folds=np.arange(len(y)) % n_folds)
+    return sums.centered(), sums.fold_centered()
+
+
+def test_one_se_rule_drops_a_decoder_that_helps_no_more_than_chance():
+    """9 validation donors, 50 genes: a decoder unrelated to y gets a least-squares share by chance only."""
+    kept, chance = 0, 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        s, d = rng.normal(size=(9, 50)), rng.normal(size=(9, 50))
+        y = 0.8 * s + rng.normal(size=(9, 50))
+        total, folds = _donor_sums(y, d, s, 9)
+        ls = fit_weights(total, has_skip=True)
+        a, b = one_se_weights(total, folds, has_skip=True)
+        chance += ls[0] > 0.02
+        kept += a > 0
+        assert a <= ls[0] and b == pytest.approx(max(total["ys"] - a * total["ds"], 0) / total["ss"])
+        assert one_se_weights(total, folds, has_skip=True, tolerance_se=0) == ls
+    assert chance >= 5 and kept <= 2, (chance, kept)
+
+
+def test_one_se_rule_keeps_a_decoder_that_clearly_helps():
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        s, d = rng.normal(size=(9, 50)), rng.normal(size=(9, 50))
+        y = 0.7 * d + 0.5 * s + 0.5 * rng.normal(size=(9, 50))
+        total, folds = _donor_sums(y, d, s, 9)
+        ls = fit_weights(total, has_skip=True)
+        a, _ = one_se_weights(total, folds, has_skip=True)
+        assert ls[0] > 0.6 and a > ls[0] - 0.1, (ls, a)
+        # and without a skip, or with too few folds, the least-squares weights stand
+        assert one_se_weights(total, folds, has_skip=False) == fit_weights(total, has_skip=False)
+        two = _donor_sums(y, d, s, 2)
+        assert one_se_weights(*two, has_skip=True) == fit_weights(two[0], has_skip=True)
 
 
 def test_calibrated_mean_is_center_plus_shrunken_decoder_plus_scaled_skip():
@@ -142,17 +195,23 @@ def _validation_path_sums(model, mdata, donors):
     donor_row, _ = inference["target_mask"].nonzero(as_tuple=True)
     observed = module.samples(tensors[REGISTRY_KEYS.X_KEY], donor_row, generative_input["tissue_index"])
     observed = observed.double().numpy()
+    fold = donor_row.numpy() % min(len(donors), 10)  # calibrate's donor folds, in the order of ``donors``
     out = {}
     for i, t in enumerate(model.tissues):
         y, d, s = observed[tissue == i], mean[tissue == i] - offset[tissue == i], offset[tissue == i]
         yc, dc, sc = (v - v.mean(axis=0) for v in (y, d, s))
-        out[t] = {
-            "yd": (yc * dc).sum(),
-            "ys": (yc * sc).sum(),
-            "dd": (dc * dc).sum(),
-            "ds": (dc * sc).sum(),
-            "ss": (sc * sc).sum(),
+        products = {
+            "yd": (yc * dc).sum(axis=1),
+            "ys": (yc * sc).sum(axis=1),
+            "dd": (dc * dc).sum(axis=1),
+            "ds": (dc * sc).sum(axis=1),
+            "ss": (sc * sc).sum(axis=1),
         }
+        f = fold[tissue == i]
+        out[t] = (
+            {k: v.sum() for k, v in products.items()},
+            {k: np.bincount(f, weights=v, minlength=f.max() + 1) for k, v in products.items()},
+        )
     return out
 
 
@@ -161,13 +220,19 @@ def test_calibration_is_the_least_squares_fit_on_the_validation_split(calibrated
     saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
     try:
         assert not model.module.calibration.is_identity  # train() calibrated
-        table = model.calibrate(n_source_draws=1, min_donors=2)  # the validation split only
+        # the validation split only, and the least-squares weights (no one-standard-error rule)
+        table = model.calibrate(n_source_draws=1, min_donors=2, tolerance_se=0)
+        model.module.calibration.reset()
+        rule = model.calibrate(n_source_draws=1, min_donors=2)  # the one-standard-error rule
         model.module.calibration.reset()
         reference = _validation_path_sums(model, mdata, val)
-        for t, sums in reference.items():
+        for t, (sums, folds) in reference.items():
             a, b = table.loc[t, "decoder_weight"], table.loc[t, "skip_weight"]
             np.testing.assert_allclose((a, b), fit_weights(sums, has_skip=True), rtol=1e-3, atol=1e-4)
             assert _loss(sums, a, b) <= _loss(sums, 1.0, 1.0) + 1e-6  # never raises the validation error
+            expected = one_se_weights(sums, folds, has_skip=True)
+            np.testing.assert_allclose(rule.loc[t, ["decoder_weight", "skip_weight"]], expected, atol=1e-3)
+            assert rule.loc[t, "decoder_weight"] <= a + 1e-6
         assert (table["decoder_weight"] < 0.9).any(), table  # this small cohort's decoder is shrunk
     finally:
         model.module.calibration.load_state_dict(saved)

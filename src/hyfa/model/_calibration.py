@@ -20,6 +20,9 @@ logger = logging.getLogger(__name__)
 #: Validation donors a tissue needs as a target (with another tissue as source) to be calibrated.
 MIN_CALIBRATION_DONORS = 6
 
+#: Donor folds over which the validation error's standard error is estimated (fewer with fewer donors).
+MAX_FOLDS = 10
+
 
 def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
     """Return ``(alpha, beta)`` minimizing ``sum (y - alpha d - beta s)^2``, ``0 <= alpha <= 1``, ``beta >= 0``.
@@ -43,8 +46,39 @@ def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def one_se_weights(
+    sums: dict[str, float], folds: dict[str, np.ndarray], has_skip: bool, tolerance_se: float = 1.0
+) -> tuple[float, float]:
+    """Return the smallest decoder weight whose error is within ``tolerance_se`` standard errors of the best fit's.
+
+    The one-standard-error rule (:cite:t:`Hastie2009`, 7.10): the least-squares weights
+    (:func:`fit_weights` of ``sums``) are the best fit to the validation donors, but with a few
+    donors the decoder's share is noisy. Among decoder weights ``alpha`` from 0 up to the fit's
+    (each with its best skip weight), return the smallest whose squared error exceeds the fit's by
+    at most ``tolerance_se`` standard errors of that excess, estimated from its spread over the
+    donor folds ``folds`` (the same cross products, one value per fold, summing to ``sums``). A
+    decoder that helps new donors clearly keeps its weight; one that helps no more than chance
+    would is shrunk towards the skip and the gene means. Without a skip, or with fewer than 3
+    folds, the least-squares weights are returned.
+    """
+    alpha, beta = fit_weights(sums, has_skip)
+    n_folds = len(folds["yd"])
+    if not has_skip or sums["ss"] <= 0 or n_folds < 3 or tolerance_se <= 0 or alpha == 0:
+        return alpha, beta
+    best = squared_error(folds, alpha, beta)
+    for a in np.linspace(0.0, alpha, 51)[:-1]:
+        b = max((sums["ys"] - a * sums["ds"]) / sums["ss"], 0.0)
+        excess = squared_error(folds, a, b) - best
+        if excess.sum() <= tolerance_se * np.sqrt(n_folds) * excess.std(ddof=1):
+            return float(a), float(b)
+    return alpha, beta
+
+
 def squared_error(sums: dict[str, float], alpha: float, beta: float) -> float:
-    """Return ``sum (y - alpha d - beta s)^2`` from the cross products, less the constant ``sum y^2``."""
+    """Return ``sum (y - alpha d - beta s)^2`` from the cross products, less the constant ``sum y^2``.
+
+    The cross products may be arrays (e.g. one per donor fold): the errors are then arrays too.
+    """
     return (
         -2 * alpha * sums["yd"]
         - 2 * beta * sums["ys"]
@@ -82,6 +116,7 @@ class CalibrationMixin:
         donors: Sequence[str] | None = None,
         min_donors: int = MIN_CALIBRATION_DONORS,
         n_source_draws: int = 4,
+        tolerance_se: float = 1.0,
         batch_size: int | None = None,
     ) -> pd.DataFrame:
         """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on validation donors.
@@ -98,7 +133,12 @@ class CalibrationMixin:
         scale-free) dilutes the signal the skip carries. The weights are fitted by least squares
         on the donor-to-donor variation (centered per gene) of the validation donors' observed
         tissues, each predicted from source sets drawn as training draws them (pseudo-masks,
-        ``n_source_draws`` per donor).
+        ``n_source_draws`` per donor). With a few validation donors the least-squares decoder
+        weight is noisy: the smallest ``alpha`` whose validation error is within ``tolerance_se``
+        standard errors of the least-squares fit's is kept (the one-standard-error rule
+        :cite:p:`Hastie2009`; the error's spread is taken over up to 10 folds of donors), so the
+        decoder keeps its share where it clearly helps new donors, and is otherwise shrunk towards
+        the skip and the gene means.
 
         Parameters
         ----------
@@ -110,6 +150,9 @@ class CalibrationMixin:
             with fewer stay uncalibrated.
         n_source_draws
             Source / target splits drawn per donor (the first is the validation loss's).
+        tolerance_se
+            Standard errors of validation error the decoder's weight may cost (the
+            one-standard-error rule); ``0`` keeps the least-squares weights.
         batch_size
             Donors per minibatch.
 
@@ -137,6 +180,8 @@ class CalibrationMixin:
         indices = self._donor_indices(self.adata, donors, "calibration donors", argument="donors")
         min_donors = check_positive_int(min_donors, "min_donors")
         n_source_draws = check_positive_int(n_source_draws, "n_source_draws")
+        if not np.isfinite(tolerance_se) or tolerance_se < 0:
+            raise ValueError(f"tolerance_se must be a finite number >= 0, got {tolerance_se!r}.")
         trained_on = getattr(self, "train_indices", None)
         training = np.intersect1d(indices, np.asarray([] if trained_on is None else trained_on, dtype=int))
         if len(training):
@@ -147,7 +192,8 @@ class CalibrationMixin:
             warnings.simplefilter("ignore", UserWarning)
             plan = self._plan(None, donors, None, None, exclude_target=True)
         self.module.calibration.reset()  # the parts are those of the uncalibrated prediction
-        sums = {t: _Sums(len(self.genes)) for t in plan.targets}
+        n_folds = min(len(plan.indices), MAX_FOLDS)  # a donor's rows stay in one fold
+        sums = {t: _Sums(len(self.genes), n_folds) for t in plan.targets}
         used = {t: set() for t in plan.targets}
         observed, rows = torch.as_tensor(plan.observed), torch.as_tensor(plan.indices)
         for draw in range(n_source_draws):  # the source sets training draws: few sources more often
@@ -160,14 +206,17 @@ class CalibrationMixin:
             for t, position, pred in self._predictions(plan, batch_size, parts=True):
                 offset = pred["offset"]
                 decoder = pred["mean"] - offset if offset is not None else pred["mean"]
-                sums[t].add(pred["observed"], decoder, offset)
+                sums[t].add(pred["observed"], decoder, offset, folds=position % n_folds)
                 used[t].update(position.tolist())
         has_skip = self.module.skip is not None
         records = []
         for t in range(len(self.tissues)):
             n = len(used.get(t, ()))
+            fitted = n >= min_donors and sums[t].n.sum() > 1
             alpha, beta = (
-                fit_weights(sums[t].centered(), has_skip) if n >= min_donors and sums[t].n > 1 else (1.0, 1.0)
+                one_se_weights(sums[t].centered(), sums[t].fold_centered(), has_skip, tolerance_se)
+                if fitted
+                else (1.0, 1.0)
             )
             if alpha == 0 and (beta == 0 or not has_skip):  # would predict the gene means alone
                 logger.warning(
@@ -196,24 +245,42 @@ class CalibrationMixin:
 
 
 class _Sums:
-    """Running per-gene sums of observed (y), decoder (d) and skip (s) values and their products."""
+    """Running sums of observed (y), decoder (d) and skip (s) values and of their products, per donor fold.
 
-    def __init__(self, n_genes: int):
-        self.n = 0
-        self.first = {k: np.zeros(n_genes) for k in ("y", "d", "s")}
-        self.second = {k: np.zeros(n_genes) for k in ("yd", "ys", "dd", "ds", "ss")}
+    First moments are kept per fold and gene, products per fold summed over genes: enough for the
+    cross products centered per gene over all donors, in total and as each fold's share.
+    """
 
-    def add(self, y: np.ndarray, d: np.ndarray, s: np.ndarray | None) -> None:
+    def __init__(self, n_genes: int, n_folds: int = 1):
+        self.n = np.zeros(n_folds)
+        self.first = {k: np.zeros((n_folds, n_genes)) for k in ("y", "d", "s")}
+        self.second = {k: np.zeros(n_folds) for k in ("yd", "ys", "dd", "ds", "ss")}
+
+    def add(self, y: np.ndarray, d: np.ndarray, s: np.ndarray | None, folds: np.ndarray | None = None) -> None:
+        """Add rows ``y``, ``d``, ``s`` (``(n_rows, n_genes)``; ``s`` ``None``: zero) of donor folds ``folds``."""
         values = {"y": y.astype(np.float64), "d": d.astype(np.float64)}
         values["s"] = np.zeros_like(values["d"]) if s is None else s.astype(np.float64)
-        self.n += len(y)
+        folds = np.zeros(len(y), dtype=int) if folds is None else np.asarray(folds, dtype=int)
+        np.add.at(self.n, folds, 1)
         for k, v in values.items():
-            self.first[k] += v.sum(axis=0)
+            np.add.at(self.first[k], folds, v)
         for k in self.second:
-            self.second[k] += (values[k[0]] * values[k[1]]).sum(axis=0)
+            np.add.at(self.second[k], folds, np.einsum("ij,ij->i", values[k[0]], values[k[1]]))
+
+    def _means(self) -> dict[str, np.ndarray]:
+        return {k: v.sum(axis=0) / self.n.sum() for k, v in self.first.items()}
 
     def centered(self) -> dict[str, float]:
-        """Return the cross products centered per gene, summed over genes."""
-        return {
-            k: float((v - self.first[k[0]] * self.first[k[1]] / self.n).sum()) for k, v in self.second.items()
-        }
+        """Return the cross products centered per gene, summed over genes and folds."""
+        return {k: float(v.sum()) for k, v in self.fold_centered().items()}
+
+    def fold_centered(self) -> dict[str, np.ndarray]:
+        """Return each fold's share of the centered cross products (``(n_folds,)`` each; they sum to :meth:`centered`)."""
+        mean = self._means()
+        out = {}
+        for k, v in self.second.items():
+            a, b = k[0], k[1]
+            out[k] = (
+                v - self.first[a] @ mean[b] - self.first[b] @ mean[a] + self.n * float(mean[a] @ mean[b])
+            )
+        return out
