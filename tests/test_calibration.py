@@ -293,6 +293,9 @@ def test_calibration_errors_name_the_problem(calibrated, unpaired):
         model.calibrate(min_donors=0)
     with pytest.raises(ValueError, match="n_source_draws"):
         model.calibrate(n_source_draws=0)
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="tolerance_se must be a finite number >= 0, got"):
+            model.calibrate(tolerance_se=bad)
     with pytest.raises(RuntimeError, match="trained model"):
         hyfa.HYFA(mdata, **TINY).calibrate()
     counts_mdata, _ = hyfa.data.simulate(

@@ -180,7 +180,7 @@ class CalibrationMixin:
         indices = self._donor_indices(self.adata, donors, "calibration donors", argument="donors")
         min_donors = check_positive_int(min_donors, "min_donors")
         n_source_draws = check_positive_int(n_source_draws, "n_source_draws")
-        if not np.isfinite(tolerance_se) or tolerance_se < 0:
+        if not isinstance(tolerance_se, int | float) or not np.isfinite(tolerance_se) or tolerance_se < 0:
             raise ValueError(f"tolerance_se must be a finite number >= 0, got {tolerance_se!r}.")
         trained_on = getattr(self, "train_indices", None)
         training = np.intersect1d(indices, np.asarray([] if trained_on is None else trained_on, dtype=int))
