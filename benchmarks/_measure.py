@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import resource
 import time
+import warnings
 from pathlib import Path
 
 
@@ -96,3 +98,15 @@ def median_time(function, repeats: int = 5) -> float:
         function()
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def quiet_training_logs() -> None:
+    """Keep Lightning's and scvi-tools' messages to warnings, and drop mudata's and Lightning's known chatter."""
+    import scvi
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", message=".*pull_on_update.*")
+    warnings.filterwarnings("ignore", message="Cannot join columns with the same name.*")
+    scvi.settings.verbosity = logging.WARNING

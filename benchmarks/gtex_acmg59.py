@@ -29,12 +29,11 @@ import argparse
 import functools
 import inspect
 import json
-import logging
 import time
-import warnings
 from pathlib import Path
 
 import pandas as pd
+from _measure import quiet_training_logs
 
 METRIC_NAMES = {"per-gene": "per-gene Pearson", "per-sample": "per-sample Pearson"}
 
@@ -150,17 +149,10 @@ def summary_lines(wins: pd.DataFrame, setting: str) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", message=".*pull_on_update.*")
-    warnings.filterwarnings("ignore", message="Cannot join columns with the same name.*")
-
-    import scvi
+    quiet_training_logs()
 
     import hyfa
 
-    scvi.settings.verbosity = logging.WARNING
     if args.threads is not None:
         import torch
 

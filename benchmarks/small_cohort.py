@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import logging
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _measure import quiet_training_logs
 
 PROXIES = ("brain", "skin", "sim")
 SKIN_SITES = ("Skin - Sun Exposed (Lower leg)", "Skin - Not Sun Exposed (Suprapubic)")
@@ -227,18 +227,12 @@ def margin_lines(rows: pd.DataFrame) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", message=".*pull_on_update.*")
-    warnings.filterwarnings("ignore", message="Cannot join columns with the same name.*")
+    quiet_training_logs()
 
-    import scvi
     import torch
 
     import hyfa
 
-    scvi.settings.verbosity = logging.WARNING
     torch.set_num_threads(args.threads)
     preset = hyfa.preset(args.preset) if args.preset != "default" else None
     model_kwargs = {**(preset.model if preset else {}), **args.model_kwargs}
