@@ -56,17 +56,18 @@ def test_fold_sums_are_the_centered_cross_products_split_by_donor_fold():
     for chunk in np.array_split(np.arange(30), 3):  # rows arrive in minibatches
         sums.add(y[chunk], d[chunk], s[chunk], folds=folds[chunk])
     centered = {k: v - v.mean(axis=0) for k, v in {"y": y, "d": d, "s": s}.items()}
-    total, by_fold = sums.centered(), sums.fold_centered()
+    by_fold = sums.fold_centered()
     for k in ("yd", "ys", "dd", "ds", "ss"):
         products = (centered[k[0]] * centered[k[1]]).sum(axis=1)
-        assert total[k] == pytest.approx(products.sum())
+        assert by_fold[k].sum() == pytest.approx(products.sum())
         np.testing.assert_allclose(by_fold[k], [products[folds == f].sum() for f in range(4)], atol=1e-9)
 
 
 def _donor_sums(y, d, s, n_folds):
     sums = _Sums(y.shape[1], n_folds)
     sums.add(y, d, s, folds=np.arange(len(y)) % n_folds)
-    return sums.centered(), sums.fold_centered()
+    folds = sums.fold_centered()
+    return {k: v.sum() for k, v in folds.items()}, folds
 
 
 def test_one_se_rule_drops_a_decoder_that_helps_no_more_than_chance():
@@ -78,11 +79,11 @@ def test_one_se_rule_drops_a_decoder_that_helps_no_more_than_chance():
         y = 0.8 * s + rng.normal(size=(9, 50))
         total, folds = _donor_sums(y, d, s, 9)
         ls = fit_weights(total, has_skip=True)
-        a, b = one_se_weights(total, folds, has_skip=True)
+        a, b = one_se_weights(folds, has_skip=True)
         chance += ls[0] > 0.02
         kept += a > 0
         assert a <= ls[0] and b == pytest.approx(max(total["ys"] - a * total["ds"], 0) / total["ss"])
-        assert one_se_weights(total, folds, has_skip=True, tolerance_se=0) == ls
+        assert one_se_weights(folds, has_skip=True, tolerance_se=0) == ls
     assert chance >= 5 and kept <= 2, (chance, kept)
 
 
@@ -93,12 +94,12 @@ def test_one_se_rule_keeps_a_decoder_that_clearly_helps():
         y = 0.7 * d + 0.5 * s + 0.5 * rng.normal(size=(9, 50))
         total, folds = _donor_sums(y, d, s, 9)
         ls = fit_weights(total, has_skip=True)
-        a, _ = one_se_weights(total, folds, has_skip=True)
+        a, _ = one_se_weights(folds, has_skip=True)
         assert ls[0] > 0.6 and a > ls[0] - 0.1, (ls, a)
         # and without a skip, or with too few folds, the least-squares weights stand
-        assert one_se_weights(total, folds, has_skip=False) == fit_weights(total, has_skip=False)
+        assert one_se_weights(folds, has_skip=False) == fit_weights(total, has_skip=False)
         two = _donor_sums(y, d, s, 2)
-        assert one_se_weights(*two, has_skip=True) == fit_weights(two[0], has_skip=True)
+        assert one_se_weights(two[1], has_skip=True) == fit_weights(two[0], has_skip=True)
 
 
 def test_calibrated_mean_is_center_plus_shrunken_decoder_plus_scaled_skip():
@@ -230,7 +231,7 @@ def test_calibration_is_the_least_squares_fit_on_the_validation_split(calibrated
             a, b = table.loc[t, "decoder_weight"], table.loc[t, "skip_weight"]
             np.testing.assert_allclose((a, b), fit_weights(sums, has_skip=True), rtol=1e-3, atol=1e-4)
             assert _loss(sums, a, b) <= _loss(sums, 1.0, 1.0) + 1e-6  # never raises the validation error
-            expected = one_se_weights(sums, folds, has_skip=True)
+            expected = one_se_weights(folds, has_skip=True)
             np.testing.assert_allclose(rule.loc[t, ["decoder_weight", "skip_weight"]], expected, atol=1e-3)
             assert rule.loc[t, "decoder_weight"] <= a + 1e-6
         assert (table["decoder_weight"] < 0.9).any(), table  # this small cohort's decoder is shrunk

@@ -47,20 +47,22 @@ def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
 
 
 def one_se_weights(
-    sums: dict[str, float], folds: dict[str, np.ndarray], has_skip: bool, tolerance_se: float = 1.0
+    folds: dict[str, np.ndarray], has_skip: bool, tolerance_se: float = 1.0
 ) -> tuple[float, float]:
     """Return the smallest decoder weight whose error is within ``tolerance_se`` standard errors of the best fit's.
 
     The one-standard-error rule (:cite:t:`Hastie2009`, 7.10): the least-squares weights
-    (:func:`fit_weights` of ``sums``) are the best fit to the validation donors, but with a few
+    (:func:`fit_weights` of the cross products summed over the donor folds ``folds``, one value
+    per fold each) are the best fit to the validation donors, but with a few
     donors the decoder's share is noisy. Among decoder weights ``alpha`` from 0 up to the fit's
     (each with its best skip weight), return the smallest whose squared error exceeds the fit's by
     at most ``tolerance_se`` standard errors of that excess, estimated from its spread over the
-    donor folds ``folds`` (the same cross products, one value per fold, summing to ``sums``). A
+    folds. A
     decoder that helps new donors clearly keeps its weight; one that helps no more than chance
     would is shrunk towards the skip and the gene means. Without a skip, or with fewer than 3
     folds, the least-squares weights are returned.
     """
+    sums = {k: float(np.sum(v)) for k, v in folds.items()}
     alpha, beta = fit_weights(sums, has_skip)
     n_folds = len(folds["yd"])
     if not has_skip or sums["ss"] <= 0 or n_folds < 3 or tolerance_se <= 0 or alpha == 0:
@@ -212,11 +214,9 @@ class CalibrationMixin:
         records = []
         for t in range(len(self.tissues)):
             n = len(used.get(t, ()))
-            fitted = n >= min_donors and sums[t].n.sum() > 1
+            enough = n >= min_donors and sums[t].n.sum() > 1
             alpha, beta = (
-                one_se_weights(sums[t].centered(), sums[t].fold_centered(), has_skip, tolerance_se)
-                if fitted
-                else (1.0, 1.0)
+                one_se_weights(sums[t].fold_centered(), has_skip, tolerance_se) if enough else (1.0, 1.0)
             )
             if alpha == 0 and (beta == 0 or not has_skip):  # would predict the gene means alone
                 logger.warning(
@@ -256,7 +256,9 @@ class _Sums:
         self.first = {k: np.zeros((n_folds, n_genes)) for k in ("y", "d", "s")}
         self.second = {k: np.zeros(n_folds) for k in ("yd", "ys", "dd", "ds", "ss")}
 
-    def add(self, y: np.ndarray, d: np.ndarray, s: np.ndarray | None, folds: np.ndarray | None = None) -> None:
+    def add(
+        self, y: np.ndarray, d: np.ndarray, s: np.ndarray | None, folds: np.ndarray | None = None
+    ) -> None:
         """Add rows ``y``, ``d``, ``s`` (``(n_rows, n_genes)``; ``s`` ``None``: zero) of donor folds ``folds``."""
         values = {"y": y.astype(np.float64), "d": d.astype(np.float64)}
         values["s"] = np.zeros_like(values["d"]) if s is None else s.astype(np.float64)
@@ -270,17 +272,11 @@ class _Sums:
     def _means(self) -> dict[str, np.ndarray]:
         return {k: v.sum(axis=0) / self.n.sum() for k, v in self.first.items()}
 
-    def centered(self) -> dict[str, float]:
-        """Return the cross products centered per gene, summed over genes and folds."""
-        return {k: float(v.sum()) for k, v in self.fold_centered().items()}
-
     def fold_centered(self) -> dict[str, np.ndarray]:
-        """Return each fold's share of the centered cross products (``(n_folds,)`` each; they sum to :meth:`centered`)."""
+        """Return each fold's ``(n_folds,)`` share of the cross products centered per gene (over all folds), summed over genes."""
         mean = self._means()
         out = {}
         for k, v in self.second.items():
             a, b = k[0], k[1]
-            out[k] = (
-                v - self.first[a] @ mean[b] - self.first[b] @ mean[a] + self.n * float(mean[a] @ mean[b])
-            )
+            out[k] = v - self.first[a] @ mean[b] - self.first[b] @ mean[a] + self.n * float(mean[a] @ mean[b])
         return out

@@ -429,11 +429,11 @@ def _fill_missing(module, state_dict, prefix, *args) -> None:
 
     A missing skip loads as zero, a missing calibration as the identity.
     """
-    for part, fill in ((module.skip, torch.zeros_like), (module.calibration, torch.ones_like)):
-        if part is None:
-            continue
-        name = "skip." if part is module.skip else "calibration."
-        if any(key.startswith(prefix + name) for key in state_dict):
+    for name, part, fill in (
+        ("skip.", module.skip, torch.zeros_like),
+        ("calibration.", module.calibration, torch.ones_like),
+    ):
+        if part is None or any(key.startswith(prefix + name) for key in state_dict):
             continue
         for key, value in part.state_dict().items():
             state_dict[prefix + name + key] = fill(value)

@@ -18,12 +18,13 @@ class GeneSkip(nn.Module):
     when they are informative together, shrunk towards zero when the donor gave only weakly
     informative sources (e.g. whole blood for a brain region). ``w_tg >= 0`` is a learned coefficient
     per target tissue and gene; it starts at zero, so an untrained skip adds nothing and the model
-    starts as without it. It is kept non-negative (projected to zero after each optimizer step,
-    read through ``max(w, 0)``): a gene's expression in related tissues goes the same way across
-    donors, and with a hundred training donors a free sign flips the weakly shared genes' skips
-    by chance, which then predict them anti-correlated. It is stored divided by :attr:`gain`, so that Adam moves it ``gain``
-    times faster than the network's weights: a cohort of a hundred donors gets only a few hundred
-    optimizer steps, too few to reach coefficients of order one at HYFA's learning rate.
+    starts as without it. It is kept non-negative (read through ``max(w, 0)``, and projected to
+    ``>= 0`` at each training forward, i.e. after each optimizer step): a gene's expression in
+    related tissues goes the same way across donors, and with a hundred training donors a free
+    sign flips the weakly shared genes' skips by chance, which then predict them anti-correlated.
+    It is stored divided by :attr:`gain`, so that Adam moves it ``gain`` times faster than the
+    network's weights: a cohort of a hundred donors gets only a few hundred optimizer steps, too
+    few to reach coefficients of order one at HYFA's learning rate.
 
     Parameters
     ----------
