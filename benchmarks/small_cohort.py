@@ -13,9 +13,11 @@ itself (surrogate) can beat HYFA. Three proxies of such a cohort:
 Per proxy and seed, ``--n-train`` training and ``--n-test`` test donors are drawn (disjoint); the baselines
 (mean, surrogate = the source tissue, kNN with k = 20, TEEBoT with 30 components) are fitted on the training
 donors, and HYFA on them too, keeping ``--validation-fraction`` (10%, as ``HYFA.train``'s default random
-split) as validation donors, on which ``HYFA.train`` calibrates the model; each target tissue of the test donors is imputed from one source tissue (both
+split) as validation donors; ``HYFA.train`` calibrates the model (by default cross-fitted over 5 folds of its
+training donors, ``calibration_folds``). Each target tissue of the test donors is imputed from one source tissue (both
 directions for the GTEx pairs; ``tissue_0`` -> ``tissue_1`` and ``tissue_2`` for ``sim``), scored by
-``hyfa.tl.evaluate_imputation``: per-gene Pearson r (mean over genes) and per-sample r (mean over donors).
+``hyfa.tl.evaluate_imputation``: per-gene Pearson r (mean over genes; a gene a method predicts as a constant
+scores 0 for it, not NaN, see ``constant_as_zero``) and per-sample r (mean over donors).
 Prints the per-run table, the means over seeds, and per proxy the margins of HYFA over the baselines.
 
 Examples
@@ -190,7 +192,7 @@ def run_one(proxy, gtex, seed, args, model_kwargs, train_kwargs) -> tuple[pd.Dat
             layer=layer,
             min_donors=3,
         )
-        summaries.append(hyfa.tl.summarize_evaluation(results))
+        summaries.append(hyfa.tl.summarize_evaluation(constant_as_zero(results)))
     summary = pd.concat(summaries)
     table = summary.pivot_table(
         index=["sources", "target", "method"], columns="metric", values="mean", sort=False
@@ -208,6 +210,18 @@ def run_one(proxy, gtex, seed, args, model_kwargs, train_kwargs) -> tuple[pd.Dat
     table.insert(0, "proxy", proxy)
     table["train_s"] = np.where(table["method"] == "HYFA", train_s, np.nan)
     return table[["proxy", "seed", "direction", "method", "per-gene", "per-sample", "train_s"]], train_s
+
+
+def constant_as_zero(results: pd.DataFrame) -> pd.DataFrame:
+    """Score 0, not NaN, the per-gene r of a method predicting a constant for a gene another method scores.
+
+    ``hyfa.tl.summarize_evaluation`` averages finite scores: a method that predicts a gene's mean for
+    every donor (HYFA with its decoder calibrated away and the gene's skip coefficient at 0) would
+    otherwise leave that gene out of its mean, and be compared with the others on fewer genes.
+    """
+    scored = results.groupby(["metric", "sources", "target", "id"])["value"].transform("count") > 0
+    fill = (results["metric"] == "per-gene") & results["value"].isna() & scored
+    return results.assign(value=results["value"].mask(fill, 0.0))
 
 
 def margin_lines(rows: pd.DataFrame) -> list[str]:
