@@ -72,6 +72,7 @@ def main(out_dir: str, devices: int, batch_size: int, epochs: int) -> None:
         devices=devices,
         enable_progress_bar=False,
         callbacks=[RecordDonors(out_dir)],
+        calibration_folds=0,  # calibrated on the validation donors in both runs (no cross-fitting under DDP)
         **strategy,
     )
     if os.environ.get("LOCAL_RANK", "0") != "0":

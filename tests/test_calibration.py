@@ -11,7 +11,7 @@ from hyfa_testing import TINY
 
 import hyfa
 from hyfa.model._calibration import _Sums, fit_weights, one_se_weights
-from hyfa.module import HYFAModule
+from hyfa.module import HYFAModule, fixed_split
 from hyfa.nn import TargetCalibration
 
 
@@ -311,10 +311,12 @@ def test_calibration_errors_name_the_problem(calibrated, unpaired):
     mdata2, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=0)
     hyfa.HYFA.setup_mudata(mdata2)
     plain = hyfa.HYFA(mdata2, **TINY)
-    plain.train(max_epochs=1, train_size=1.0, enable_progress_bar=False)
-    assert plain.module.calibration.is_identity
+    plain.train(max_epochs=1, train_size=1.0, calibration_folds=0, enable_progress_bar=False)
+    assert plain.module.calibration.is_identity  # calibrating on validation donors, and there are none
     with pytest.raises(ValueError, match="no validation donors"):
         plain.calibrate()
+    plain.train(max_epochs=1, train_size=1.0, enable_progress_bar=False)  # cross-fitted: needs none
+    assert plain.history["calibration"]["n_donors"].sum() > 0
     plain.train(max_epochs=1, calibrate=False, enable_progress_bar=False)
     assert plain.module.calibration.is_identity
 
@@ -350,3 +352,89 @@ def test_a_fit_that_would_predict_only_gene_means_is_refused(calibrated, monkeyp
         assert f"Not calibrating {model.tissues[0]!r}" in caplog.text
     finally:
         model.module.calibration.load_state_dict(saved)
+
+
+def test_cross_fitted_calibration_fits_each_fold_as_predicted_by_a_copy_trained_without_it(monkeypatch):
+    """``calibrate(n_folds=3)``: the folds split the training donors; each copy never sees its fold; the
+    weights are the least-squares fit (``tolerance_se=None``, cross-fitted) to the copies' predictions of
+    their folds, recomputed here from ``get_imputed_expression`` with sums centered over all folds."""
+    from hyfa.model._calibration import CalibrationMixin
+
+    mdata, _ = hyfa.data.simulate(n_donors=40, n_tissues=2, n_genes=12, missing_rate=0.0, seed=3)
+    hyfa.HYFA.setup_mudata(mdata)
+    scvi.settings.seed = 0
+    model = hyfa.HYFA(mdata, **TINY)
+    train = list(mdata.obs_names[:30])
+    model.train(max_epochs=3, train_donors=train, calibrate=False, enable_progress_bar=False)
+    copies = []
+    original = CalibrationMixin._calibration_sums
+
+    def record(self, donors, *args, **kwargs):
+        copies.append((self, list(donors), list(self.adata.obs_names[self.train_indices])))
+        return original(self, donors, *args, **kwargs)
+
+    monkeypatch.setattr(CalibrationMixin, "_calibration_sums", record)
+    fitted = []
+
+    def rule(folds, *args, **kwargs):
+        fitted.append(folds)
+        return one_se_weights(folds, *args, **kwargs)
+
+    monkeypatch.setattr("hyfa.model._calibration.one_se_weights", rule)
+    table = model.calibrate(n_folds=3, n_source_draws=1, min_donors=2, train_kwargs={"max_epochs": 3})
+    assert len(copies) == 3
+    folds = [set(fold) for _, fold, _ in copies]
+    assert set().union(*folds) == set(train) and sum(map(len, folds)) == len(train)  # a partition
+    for copy, fold, trained_on in copies:
+        assert copy is not model and set(trained_on) == set(train) - set(fold)
+    assert table["n_donors"].sum() == len(train)  # one draw: each donor a target in one of the two tissues
+    # independent recomputation: each copy's uncalibrated predictions of its fold, from the public API
+    # (with two tissues, one draw makes each donor a target in one of them, the other its source)
+    y_d_s = {t: ([], [], [], []) for t in model.tissues}
+    for k, (copy, fold, _) in enumerate(copies):
+        rows = torch.as_tensor(mdata.obs_names.get_indexer(fold))
+        _, target = fixed_split(
+            torch.ones(len(fold), 2, dtype=torch.bool), rows, 0, exponent=model.module.source_count_exponent
+        )
+        full = copy.get_imputed_expression(mdata, donors=fold)
+        with torch.no_grad():
+            copy.module.skip.weight.zero_()
+        decoder = copy.get_imputed_expression(mdata, donors=fold)
+        for i, t in enumerate(model.tissues):
+            names = [d for d, is_target in zip(fold, target[:, i].tolist(), strict=True) if is_target]
+            y_d_s[t][0].append(np.asarray(mdata.mod[t][names, model.genes].X, np.float64))
+            y_d_s[t][1].append(decoder[t][names].X.astype(np.float64))
+            y_d_s[t][2].append(full[t][names].X.astype(np.float64) - y_d_s[t][1][-1])
+            y_d_s[t][3].append(np.full(len(names), k))
+    for t in model.tissues:
+        y, d, s = (np.vstack(v) for v in y_d_s[t][:3])
+        yc, dc, sc = (v - v.mean(axis=0) for v in (y, d, s))
+        fold_of = np.concatenate(y_d_s[t][3])
+        products = {"yd": yc * dc, "ys": yc * sc, "dd": dc * dc, "ds": dc * sc, "ss": sc * sc}
+        by_fold = {k: np.bincount(fold_of, weights=v.sum(axis=1)) for k, v in products.items()}
+        for k in by_fold:  # the fold sums the rule was given: fold k is copy k's fold
+            np.testing.assert_allclose(fitted[model.tissues.index(t)][k], by_fold[k], rtol=1e-4, atol=1e-4)
+        expected = one_se_weights(by_fold, has_skip=True, tolerance_se=0)  # cross-fitted: least squares
+        np.testing.assert_allclose(table.loc[t, ["decoder_weight", "skip_weight"]], expected, atol=2e-3)
+    np.testing.assert_allclose(
+        model.calibration.to_numpy(), table[["decoder_weight", "skip_weight"]].to_numpy()
+    )
+
+
+def test_cross_fitting_errors_name_the_argument():
+    mdata, _ = hyfa.data.simulate(n_donors=20, n_tissues=2, n_genes=6, missing_rate=0.0, seed=0)
+    hyfa.HYFA.setup_mudata(mdata)
+    model = hyfa.HYFA(mdata, **TINY)
+    for bad in (1, -2, 2.5, True, 19):  # 18 training donors
+        with pytest.raises(ValueError, match=r"calibration_folds must be 0 or an integer from 2 to the 18"):
+            model.train(max_epochs=1, calibration_folds=bad, enable_progress_bar=False)
+    assert not model.is_trained_  # refused before training
+    model.train(max_epochs=1, calibrate=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match="n_folds must be 0 or an integer from 2"):
+        model.calibrate(n_folds=1)
+    with pytest.raises(ValueError, match=r"must not set \['train_donors'\]"):
+        model.calibrate(n_folds=2, train_kwargs={"train_donors": ["x"]})
+    with pytest.raises(ValueError, match="donors or n_folds, not both"):
+        model.calibrate(n_folds=2, donors=list(mdata.obs_names[-2:]))
+    with pytest.raises(ValueError, match="train_kwargs is used with n_folds only"):
+        model.calibrate(train_kwargs={"max_epochs": 1})

@@ -178,7 +178,14 @@ def test_the_skip_carries_gene_specific_donor_signal_the_metagenes_lose():
             hyfa.HYFA.setup_mudata(mdata)
             scvi.settings.seed = 0
             model = hyfa.HYFA(mdata, gene_skip=gene_skip, **hyfa.preset("quick").model)
-            model.train(max_epochs=80, split_key="split", lr=2e-3, batch_size=32, enable_progress_bar=False)
+            model.train(  # the architecture alone: no calibration (tested in test_calibration.py)
+                max_epochs=80,
+                split_key="split",
+                lr=2e-3,
+                batch_size=32,
+                calibrate=False,
+                enable_progress_bar=False,
+            )
             pred = model.get_imputed_expression(target_tissues=target, source_tissues=[source], donors=test)
             scores[gene_skip] = _per_gene_r(pred.X, observed)
     finally:

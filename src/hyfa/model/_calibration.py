@@ -1,4 +1,4 @@
-"""``HYFA.calibrate``: fit, on validation donors, how much of the decoder and of the gene-level skip to trust."""
+"""``HYFA.calibrate``: fit, on held-out donors, how much of the decoder and of the gene-level skip to trust."""
 
 from __future__ import annotations
 
@@ -22,6 +22,46 @@ MIN_CALIBRATION_DONORS = 6
 
 #: Donor folds over which the validation error's standard error is estimated (fewer with fewer donors).
 MAX_FOLDS = 10
+
+#: Arguments of :meth:`~hyfa.HYFA.train` passed on to the copies cross-fitting trains (with ``trainer_kwargs``).
+FOLD_TRAIN_ARGS = frozenset(
+    {
+        "max_epochs",
+        "lr",
+        "batch_size",
+        "early_stopping",
+        "accelerator",
+        "devices",
+        "datasplitter_kwargs",
+        "plan_kwargs",
+    }
+)
+
+#: Trainer arguments of :meth:`~hyfa.HYFA.train` its fold copies do not get: stateful objects of the user's run.
+NOT_FOR_COPIES = frozenset({"callbacks", "logger"})
+
+#: Arguments of :meth:`~hyfa.HYFA.train` that cross-fitting sets for the fold copies itself.
+CROSS_FIT_RESERVED = frozenset(
+    {
+        "train_donors",
+        "validation_donors",
+        "split_key",
+        "calibrate",
+        "calibration_folds",
+        "train_size",
+        "validation_size",
+    }
+)
+
+
+def check_n_folds(n_folds, n_donors: int, argument: str) -> int:
+    """Return ``n_folds`` if it is 0 or an integer from 2 to ``n_donors``; else raise, naming ``argument``."""
+    valid = isinstance(n_folds, int | np.integer) and not isinstance(n_folds, bool)
+    if not valid or not (n_folds == 0 or 2 <= n_folds <= n_donors):
+        raise ValueError(
+            f"{argument} must be 0 or an integer from 2 to the {n_donors} training donors, got {n_folds!r}."
+        )
+    return int(n_folds)
 
 
 def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
@@ -118,13 +158,16 @@ class CalibrationMixin:
         donors: Sequence[str] | None = None,
         min_donors: int = MIN_CALIBRATION_DONORS,
         n_source_draws: int = 4,
-        tolerance_se: float = 1.0,
+        tolerance_se: float | None = None,
         batch_size: int | None = None,
+        n_folds: int = 0,
+        train_kwargs: dict | None = None,
     ) -> pd.DataFrame:
-        """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on validation donors.
+        """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on held-out donors.
 
-        :meth:`train` calls it after training in cohorts of under 200 training donors that have
-        validation donors (``calibrate=None``; the default random split keeps 10%). A Gaussian
+        :meth:`train` calls it after training in cohorts of under 200 training donors
+        (``calibrate=None``), cross-fitted over 5 folds of the training donors
+        (``calibration_folds=5``). A Gaussian
         prediction is the decoder's mean plus the gene-level skip's offset (``gene_skip``). For
         each tissue ``t`` the calibrated mean is ``m_t + alpha_t (decoder - m_t) + beta_t skip``,
         with ``m_t`` the tissue's registered gene means: ``alpha_t`` in [0, 1] shrinks the
@@ -133,30 +176,43 @@ class CalibrationMixin:
         With a hundred training donors the decoder fits them far better than new donors; its
         donor-specific part is then mostly noise on new donors, and (per-gene correlations being
         scale-free) dilutes the signal the skip carries. The weights are fitted by least squares
-        on the donor-to-donor variation (centered per gene) of the validation donors' observed
+        on the donor-to-donor variation (centered per gene) of held-out donors' observed
         tissues, each predicted from source sets drawn as training draws them (pseudo-masks,
-        ``n_source_draws`` per donor). With a few validation donors the least-squares decoder
-        weight is noisy: the smallest ``alpha`` whose validation error is within ``tolerance_se``
-        standard errors of the least-squares fit's is kept (the one-standard-error rule
-        :cite:p:`Hastie2009`; the error's spread is taken over up to 10 folds of donors), so the
-        decoder keeps its share where it clearly helps new donors, and is otherwise shrunk towards
-        the skip and the gene means.
+        ``n_source_draws`` per donor). The held-out donors are either ``donors`` (by default the
+        validation donors), predicted by this model, or, with ``n_folds`` folds, every training
+        donor, predicted by a copy of the model trained (with ``train_kwargs``) on the other folds
+        (cross-fitting: ten times the donors of a 10% validation split, for ``n_folds`` more
+        trainings). On ten validation donors the least-squares decoder weight is noisy, so the
+        smallest ``alpha`` whose error is within ``tolerance_se`` standard errors of the
+        least-squares fit's is kept there (the one-standard-error rule :cite:p:`Hastie2009`; the
+        error's spread is taken over up to 10 folds of the donors): the decoder keeps its share
+        where it clearly helps new donors, and is otherwise shrunk towards the skip and the gene
+        means. Cross-fitted, the least-squares weights are kept by default.
 
         Parameters
         ----------
         donors
             Donors to fit on, never training donors; ``None`` uses the validation donors of the last
-            :meth:`train`.
+            :meth:`train` (without ``n_folds``).
         min_donors
-            Validation donors a tissue needs (observed, with another tissue as source); tissues
+            Held-out donors a tissue needs (observed, with another tissue as source); tissues
             with fewer stay uncalibrated.
         n_source_draws
             Source / target splits drawn per donor (the first is the validation loss's).
         tolerance_se
-            Standard errors of validation error the decoder's weight may cost (the
-            one-standard-error rule); ``0`` keeps the least-squares weights.
+            Standard errors of held-out error the decoder's weight may cost (the
+            one-standard-error rule); ``0`` keeps the least-squares weights. ``None``: 1 on
+            ``donors``, 0 cross-fitted (``benchmarks/small_cohort.py``: on ~90 cross-fitted donors
+            the rule still kept the decoder from helping where least squares let it).
         batch_size
-            Donors per minibatch.
+            Donors per minibatch of the predictions.
+        n_folds
+            ``0``: fit on ``donors``. ``k >= 2``: cross-fit over ``k`` folds of the last
+            :meth:`train`'s training donors.
+        train_kwargs
+            With ``n_folds``: arguments of the fold copies' :meth:`train` (e.g. ``max_epochs``,
+            ``lr``, ``plan_kwargs``); :meth:`train` passes its own. The donor split and
+            ``calibrate`` are set here.
 
         Returns
         -------
@@ -170,33 +226,102 @@ class CalibrationMixin:
                 f"calibrate supports gene_likelihood='normal' only; this model's is "
                 f"{self.module.gene_likelihood!r}."
             )
+        min_donors = check_positive_int(min_donors, "min_donors")
+        n_source_draws = check_positive_int(n_source_draws, "n_source_draws")
+        if tolerance_se is None:
+            tolerance_se = 0.0 if n_folds else 1.0
+        if not isinstance(tolerance_se, int | float) or not np.isfinite(tolerance_se) or tolerance_se < 0:
+            raise ValueError(f"tolerance_se must be a finite number >= 0, got {tolerance_se!r}.")
+        if n_folds:
+            return self._cross_fit(
+                n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs
+            )
+        if train_kwargs:
+            raise ValueError(
+                "train_kwargs is used with n_folds only (cross-fitting trains copies of the model)."
+            )
         if donors is None:
             found = getattr(self, "validation_indices", None)
             indices = np.asarray([] if found is None else found, dtype=int)
             if not len(indices):
                 raise ValueError(
-                    "The last training had no validation donors: pass donors=..., or train with "
-                    "validation donors (train_size < 1, validation_donors or split_key)."
+                    "The last training had no validation donors: pass donors=... or n_folds=..., or train "
+                    "with validation donors (train_size < 1, validation_donors or split_key)."
                 )
             donors = list(self.adata.obs_names[indices])
         indices = self._donor_indices(self.adata, donors, "calibration donors", argument="donors")
-        min_donors = check_positive_int(min_donors, "min_donors")
-        n_source_draws = check_positive_int(n_source_draws, "n_source_draws")
-        if not isinstance(tolerance_se, int | float) or not np.isfinite(tolerance_se) or tolerance_se < 0:
-            raise ValueError(f"tolerance_se must be a finite number >= 0, got {tolerance_se!r}.")
         trained_on = getattr(self, "train_indices", None)
         training = np.intersect1d(indices, np.asarray([] if trained_on is None else trained_on, dtype=int))
         if len(training):
             raise ValueError(
                 f"calibrate must not use training donors: {_preview(self.adata.obs_names[training])}."
             )
+        self.module.calibration.reset()  # the parts are those of the uncalibrated prediction
+        sums, used = {}, {}
+        self._calibration_sums(donors, n_source_draws, batch_size, sums, used)
+        return self._set_calibration(sums, used, min_donors, tolerance_se, len(donors))
+
+    def _calibrate_after_training(self, n_folds: int, train_kwargs: dict) -> None:
+        """:meth:`train`'s last step: calibrate, cross-fitted over ``n_folds`` or on the validation donors."""
+        if n_folds and getattr(getattr(self, "trainer", None), "world_size", 1) > 1:
+            logger.warning(
+                "Cross-fitted calibration needs single-process training: calibrating on validation donors."
+            )
+            n_folds = 0
+        if not self.module.counts and (n_folds or self._has_calibration_donors()):
+            train_kwargs = {k: v for k, v in train_kwargs.items() if k not in NOT_FOR_COPIES}
+            cross_fit = {"n_folds": n_folds, "train_kwargs": train_kwargs} if n_folds else {}
+            self.history_["calibration"] = self.calibrate(**cross_fit)
+
+    def _cross_fit(self, n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs):
+        """:meth:`calibrate` with ``n_folds``: fit on every training donor, predicted by a copy trained without its fold."""
+        if donors is not None:
+            raise ValueError("Pass donors or n_folds, not both: cross-fitting holds out the training donors.")
+        names = self.adata.obs_names[np.asarray(getattr(self, "train_indices", []), dtype=int)]
+        check_n_folds(n_folds, len(names), "n_folds")
+        train_kwargs = dict(train_kwargs or {})
+        reserved = sorted(set(train_kwargs) & CROSS_FIT_RESERVED)
+        if reserved:
+            raise ValueError(f"train_kwargs must not set {reserved}: cross-fitting sets the donor split.")
+        order = np.random.default_rng(self.module.validation_seed).permutation(len(names))
+        folds = [list(names[order[k::n_folds]]) for k in range(n_folds)]
+        params = {**self.init_params_["non_kwargs"], **self.init_params_["kwargs"]}
+        logger.info("Cross-fitted calibration: training %d copies of the model, one per donor fold.", n_folds)
+        sums, used = {}, {}
+        for k, fold in enumerate(folds):
+            held_out = set(fold)
+            copy = type(self)(self.adata, **params)
+            copy.train(
+                train_donors=[d for d in names if d not in held_out],
+                validation_donors=fold,
+                calibrate=False,
+                **train_kwargs,
+            )
+            copy._calibration_sums(fold, n_source_draws, batch_size, sums, used, fold=(k, n_folds))
+        self.module.calibration.reset()
+        return self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
+
+    def _calibration_sums(
+        self,
+        donors: Sequence[str],
+        n_source_draws: int,
+        batch_size: int | None,
+        sums: dict[int, _Sums],
+        used: dict[int, set],
+        fold: tuple[int, int] | None = None,
+    ) -> None:
+        """Add, per target tissue, ``donors``' observed and predicted parts to ``sums`` and the donors to ``used``.
+
+        ``fold`` ``(k, n_folds)`` puts every donor in fold ``k``; ``None`` spreads the donors over
+        up to :data:`MAX_FOLDS` folds (a donor's rows stay in one fold).
+        """
         with warnings.catch_warnings():  # donors without another tissue cannot be used: left out
             warnings.simplefilter("ignore", UserWarning)
             plan = self._plan(None, donors, None, None, exclude_target=True)
-        self.module.calibration.reset()  # the parts are those of the uncalibrated prediction
-        n_folds = min(len(plan.indices), MAX_FOLDS)  # a donor's rows stay in one fold
-        sums = {t: _Sums(len(self.genes), n_folds) for t in plan.targets}
-        used = {t: set() for t in plan.targets}
+        n_folds = min(len(plan.indices), MAX_FOLDS) if fold is None else fold[1]
+        for t in plan.targets:
+            sums.setdefault(t, _Sums(len(self.genes), n_folds))
+            used.setdefault(t, set())
         observed, rows = torch.as_tensor(plan.observed), torch.as_tensor(plan.indices)
         for draw in range(n_source_draws):  # the source sets training draws: few sources more often
             source, target = fixed_split(
@@ -208,8 +333,12 @@ class CalibrationMixin:
             for t, position, pred in self._predictions(plan, batch_size, parts=True):
                 offset = pred["offset"]
                 decoder = pred["mean"] - offset if offset is not None else pred["mean"]
-                sums[t].add(pred["observed"], decoder, offset, folds=position % n_folds)
-                used[t].update(position.tolist())
+                folds = position % n_folds if fold is None else np.full(len(position), fold[0])
+                sums[t].add(pred["observed"], decoder, offset, folds=folds)
+                used[t].update(self.adata.obs_names[plan.indices[position]].tolist())
+
+    def _set_calibration(self, sums, used, min_donors, tolerance_se, n_donors) -> pd.DataFrame:
+        """Fit the weights from per-tissue sums (see :meth:`calibrate`), set them and return the table."""
         has_skip = self.module.skip is not None
         records = []
         for t in range(len(self.tissues)):
@@ -237,7 +366,7 @@ class CalibrationMixin:
             "Calibrated %d of %d tissues on %d donors: decoder weight median %.2f, skip weight median %.2f.",
             len(fitted),
             len(table),
-            len(donors),
+            n_donors,
             fitted["decoder_weight"].median() if len(fitted) else 1.0,
             fitted["skip_weight"].median() if len(fitted) else 1.0,
         )

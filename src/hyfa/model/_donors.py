@@ -15,7 +15,7 @@ from ._validation import _preview, split_labels
 
 #: Donors per minibatch of the paper's tuned configuration.
 PAPER_BATCH_SIZE = 63
-#: Below this many training donors, training calibrates on the validation donors by default.
+#: Below this many training donors, training calibrates (cross-fitted) by default.
 CALIBRATION_MAX_DONORS = 200
 
 

@@ -13,7 +13,7 @@ from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
 from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa.module import GENE_LIKELIHOODS, HYFAModule
 
-from ._calibration import CalibrationMixin
+from ._calibration import FOLD_TRAIN_ARGS, CalibrationMixin, check_n_folds
 from ._completion import CompletionMixin
 from ._donors import DonorMixin, auto_batch_size, default_calibrate, n_training_donors
 from ._imputation import ImputationMixin
@@ -321,6 +321,7 @@ class HYFA(
         batch_size: int | None = None,
         early_stopping: bool = False,
         calibrate: bool | None = None,
+        calibration_folds: int = 5,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         train_size: float | None = None,
@@ -373,11 +374,15 @@ class HYFA(
             :class:`scvi.train.Trainer` for ``early_stopping_patience`` etc.
         calibrate
             After training, fit per tissue the weights of the decoder and of the gene-level skip on
-            the validation donors (:meth:`calibrate`; Gaussian likelihood only, and only with
-            validation donors: the default random split keeps 10%). ``None``: below 200 training
-            donors, where the decoder overfits. Larger cohorts gained nothing on GTEx, and in an
-            eQTL simulation (270 training donors) calibration cut the true eGenes found on a
+            held-out donors (:meth:`calibrate`; Gaussian likelihood only). ``None``: below 200
+            training donors, where the decoder overfits. Larger cohorts gained nothing on GTEx, and
+            in an eQTL simulation (270 training donors) calibration cut the true eGenes found on a
             completed cohort from 91 to 80 (``benchmarks/eqtl_simulated.py``; see the FAQ).
+        calibration_folds
+            Folds of the training donors the calibration is cross-fitted over: as many copies of
+            the model are trained, with these arguments (but no ``callbacks`` or ``logger``), each
+            without one fold (see the FAQ on small cohorts; multi-process training falls back to
+            ``0``). ``0`` fits on the validation donors alone (if any).
         accelerator, devices
             Passed to :class:`scvi.train.Trainer`.
         train_size, validation_size
@@ -387,12 +392,11 @@ class HYFA(
         plan_kwargs
             Passed to :class:`scvi.train.TrainingPlan`; overrides the optimizer settings above.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer`. ``precision="bf16-mixed"`` trains in bfloat16
-            autocast (opt-in; float32 stays the default): on CPUs with AVX512-BF16 or AMX about
-            2x faster than float32 at whole-transcriptome scale (12,557 genes: 2.15x in CPU time
-            per step, ``benchmarks/train_step_ab.py``; slower on CPUs without them), with per-gene
-            Pearson within 0.005 of float32 on the bundled GTEx data at equal epochs (2 seeds).
+            Passed to :class:`scvi.train.Trainer`. ``precision="bf16-mixed"`` (opt-in) trains in
+            bfloat16 autocast: about 2x faster on CPUs with AVX512-BF16 or AMX at whole-transcriptome
+            scale, slower on others; see the Performance page.
         """
+        fold_kwargs = {k: v for k, v in locals().items() if k in FOLD_TRAIN_ARGS} | trainer_kwargs  # copies'
         max_epochs = check_positive_int(max_epochs, "max_epochs")
         check_positive_number(lr, "lr")
         check_fraction(train_size, "train_size")
@@ -406,6 +410,9 @@ class HYFA(
             self.adata.obs_names,
         )
         n_train = n_training_donors(split, self.adata.n_obs, train_size)
+        calibrate = default_calibrate(n_train) if calibrate is None else calibrate
+        if calibrate:
+            check_n_folds(calibration_folds, n_train, "calibration_folds")
         batch_size = (
             auto_batch_size(n_train) if batch_size is None else check_positive_int(batch_size, "batch_size")
         )
@@ -443,8 +450,6 @@ class HYFA(
                 plan_kwargs=plan_kwargs,
                 **trainer_kwargs,
             )
-        if calibrate is None:
-            calibrate = default_calibrate(n_train)
-        if calibrate and not self.module.counts and self._has_calibration_donors():
-            self.history_["calibration"] = self.calibrate()
+        if calibrate:
+            self._calibrate_after_training(calibration_folds, fold_kwargs)
         return runner

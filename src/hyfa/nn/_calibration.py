@@ -1,4 +1,4 @@
-"""Per-target-tissue calibration of a Gaussian prediction's two parts, fitted on validation donors."""
+"""Per-target-tissue calibration of a Gaussian prediction's two parts, fitted on held-out donors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class TargetCalibration(nn.Module):
     scaled by ``alpha_t`` and the gene-level skip's offset by ``beta_t``, one pair per target
     tissue. Both start at 1 (the uncalibrated prediction, returned as is). With few training
     donors the decoder fits the training donors' targets much better than new donors' (see
-    :meth:`hyfa.HYFA.calibrate`, which fits both factors on validation donors); per-gene
+    :meth:`hyfa.HYFA.calibrate`, which fits both factors on held-out donors); per-gene
     correlations are scale-free, so a decoder part that is mostly noise on new donors dilutes the
     skip's signal unless it is shrunk.
 
