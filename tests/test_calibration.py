@@ -438,3 +438,33 @@ def test_cross_fitting_errors_name_the_argument():
         model.calibrate(n_folds=2, donors=list(mdata.obs_names[-2:]))
     with pytest.raises(ValueError, match="train_kwargs is used with n_folds only"):
         model.calibrate(train_kwargs={"max_epochs": 1})
+
+
+def test_cross_fitting_deals_two_tissue_donors_round_the_folds_and_skips_when_too_few(caplog, monkeypatch):
+    """Every copy keeps a donor with two tissues to train on; with fewer such donors than needed, no copies."""
+    from hyfa.model._calibration import CalibrationMixin
+
+    folds = []
+    original = CalibrationMixin._calibration_sums
+
+    def record(self, donors, *args, **kwargs):
+        folds.append(set(donors))
+        return original(self, donors, *args, **kwargs)
+
+    monkeypatch.setattr(CalibrationMixin, "_calibration_sums", record)
+    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=6, missing_rate=0.0, seed=0)
+    names = list(mdata.obs_names)
+    paired = names[:3]  # only these keep both tissues
+    mdata = md.MuData({"tissue_0": mdata["tissue_0"].copy(), "tissue_1": mdata["tissue_1"][paired].copy()})
+    hyfa.HYFA.setup_mudata(mdata)
+    model = hyfa.HYFA(mdata, **TINY)
+    model.train(max_epochs=1, train_donors=names, calibrate=False, enable_progress_bar=False)
+    table = model.calibrate(
+        n_folds=3, min_donors=1, train_kwargs={"max_epochs": 1, "enable_progress_bar": False}
+    )
+    assert [len(fold & set(paired)) for fold in folds] == [1, 1, 1]  # one two-tissue donor per fold
+    assert table["n_donors"].sum() >= 1
+    with caplog.at_level(logging.WARNING, logger="hyfa.model._calibration"):
+        table = model.calibrate(n_folds=3)  # min_donors=6 > the 3 paired donors: no copies trained
+    assert "Not calibrating: 3 training donors gave two tissues, cross-fitting needs 6" in caplog.text
+    assert (table["n_donors"] == 0).all() and model.module.calibration.is_identity

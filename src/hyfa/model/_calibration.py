@@ -277,13 +277,27 @@ class CalibrationMixin:
         """:meth:`calibrate` with ``n_folds``: fit on every training donor, predicted by a copy trained without its fold."""
         if donors is not None:
             raise ValueError("Pass donors or n_folds, not both: cross-fitting holds out the training donors.")
-        names = self.adata.obs_names[np.asarray(getattr(self, "train_indices", []), dtype=int)]
+        rows = np.asarray(getattr(self, "train_indices", []), dtype=int)
+        names = self.adata.obs_names[rows]
         check_n_folds(n_folds, len(names), "n_folds")
         train_kwargs = dict(train_kwargs or {})
         reserved = sorted(set(train_kwargs) & CROSS_FIT_RESERVED)
         if reserved:
             raise ValueError(f"train_kwargs must not set {reserved}: cross-fitting sets the donor split.")
-        order = np.random.default_rng(self.module.validation_seed).permutation(len(names))
+        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[rows] > 0
+        paired = observed.sum(axis=1) >= 2  # donors who can be targets, dealt round the folds first
+        self.module.calibration.reset()
+        if paired.sum() < max(min_donors, 2):  # too few to fit, and a copy could have none to train on
+            logger.warning(
+                "Not calibrating: %d training donors gave two tissues, cross-fitting needs %d.",
+                paired.sum(),
+                max(min_donors, 2),
+            )
+            return self._set_calibration({}, {}, min_donors, tolerance_se, 0)
+        rng = np.random.default_rng(self.module.validation_seed)
+        order = np.concatenate(
+            [rng.permutation(np.flatnonzero(paired)), rng.permutation(np.flatnonzero(~paired))]
+        )
         folds = [list(names[order[k::n_folds]]) for k in range(n_folds)]
         params = {**self.init_params_["non_kwargs"], **self.init_params_["kwargs"]}
         logger.info("Cross-fitted calibration: training %d copies of the model, one per donor fold.", n_folds)
@@ -298,7 +312,6 @@ class CalibrationMixin:
                 **train_kwargs,
             )
             copy._calibration_sums(fold, n_source_draws, batch_size, sums, used, fold=(k, n_folds))
-        self.module.calibration.reset()
         return self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
 
     def _calibration_sums(
