@@ -13,6 +13,7 @@ import torch
 from hyfa._constants import REGISTRY_KEYS
 from hyfa.module import fixed_split
 
+from ._donors import default_calibrate
 from ._validation import _preview, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ def check_n_folds(n_folds, n_donors: int, argument: str) -> int:
             f"{argument} must be 0 or an integer from 2 to the {n_donors} training donors, got {n_folds!r}."
         )
     return int(n_folds)
+
+
+def calibrates(calibrate: bool | None, n_folds, n_train: int) -> bool:
+    """Return whether :meth:`HYFA.train` calibrates (``None``: below 200 training donors), checking ``n_folds`` if so."""
+    calibrate = default_calibrate(n_train) if calibrate is None else bool(calibrate)
+    if calibrate:
+        check_n_folds(n_folds, n_train, "calibration_folds")
+    return calibrate
 
 
 def fit_weights(sums: dict[str, float], has_skip: bool) -> tuple[float, float]:
@@ -145,13 +154,15 @@ class CalibrationMixin:
             index=pd.Index(self.tissues, name="tissue"),
         )
 
+    def _two_tissues(self, rows) -> np.ndarray:
+        """Return, for donor rows ``rows`` (``None``: none), whether each gave two tissues (can be a target)."""
+        rows = np.asarray([] if rows is None else rows, dtype=int)
+        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))
+        return (observed[rows] > 0).sum(axis=1) >= 2
+
     def _has_calibration_donors(self) -> bool:
         """Whether the last training's validation donors include one who gave two tissues."""
-        found = getattr(self, "validation_indices", None)
-        if found is None or not len(found):
-            return False
-        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))
-        return bool(((observed[np.asarray(found, dtype=int)] > 0).sum(axis=1) >= 2).any())
+        return bool(self._two_tissues(getattr(self, "validation_indices", None)).any())
 
     def calibrate(
         self,
@@ -261,8 +272,10 @@ class CalibrationMixin:
         self._calibration_sums(donors, n_source_draws, batch_size, sums, used)
         return self._set_calibration(sums, used, min_donors, tolerance_se, len(donors))
 
-    def _calibrate_after_training(self, n_folds: int, train_kwargs: dict) -> None:
-        """:meth:`train`'s last step: calibrate, cross-fitted over ``n_folds`` or on the validation donors."""
+    def _calibrate_after_training(self, calibrate: bool, n_folds: int, train_kwargs: dict) -> None:
+        """:meth:`train`'s last step: if ``calibrate``, cross-fitted over ``n_folds`` or on the validation donors."""
+        if not calibrate:
+            return
         if n_folds and getattr(getattr(self, "trainer", None), "world_size", 1) > 1:
             logger.warning(
                 "Cross-fitted calibration needs single-process training: calibrating on validation donors."
@@ -284,8 +297,7 @@ class CalibrationMixin:
         reserved = sorted(set(train_kwargs) & CROSS_FIT_RESERVED)
         if reserved:
             raise ValueError(f"train_kwargs must not set {reserved}: cross-fitting sets the donor split.")
-        observed = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.OBSERVED_KEY))[rows] > 0
-        paired = observed.sum(axis=1) >= 2  # donors who can be targets, dealt round the folds first
+        paired = self._two_tissues(rows)  # donors who can be targets, dealt round the folds first
         self.module.calibration.reset()
         if paired.sum() < max(min_donors, 2):  # too few to fit, and a copy could have none to train on
             logger.warning(

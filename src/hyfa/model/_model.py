@@ -13,9 +13,9 @@ from hyfa._constants import INDICES_OBS_KEY, REGISTRY_KEYS
 from hyfa._docs import architecture, doc_params, likelihood, pseudo_masks
 from hyfa.module import GENE_LIKELIHOODS, HYFAModule
 
-from ._calibration import FOLD_TRAIN_ARGS, CalibrationMixin, check_n_folds
+from ._calibration import FOLD_TRAIN_ARGS, CalibrationMixin, calibrates
 from ._completion import CompletionMixin
-from ._donors import DonorMixin, auto_batch_size, default_calibrate, n_training_donors
+from ._donors import DonorMixin, auto_batch_size, n_training_donors
 from ._imputation import ImputationMixin
 from ._interpretation import InterpretationMixin
 from ._registration import check_counts, resolve_genes, resolve_tissues
@@ -375,9 +375,8 @@ class HYFA(
         calibrate
             After training, fit per tissue the weights of the decoder and of the gene-level skip on
             held-out donors (:meth:`calibrate`; Gaussian likelihood only). ``None``: below 200
-            training donors, where the decoder overfits. Larger cohorts gained nothing on GTEx, and
-            in an eQTL simulation (270 training donors) calibration cut the true eGenes found on a
-            completed cohort from 91 to 80 (``benchmarks/eqtl_simulated.py``; see the FAQ).
+            training donors, where the decoder overfits (larger cohorts gained nothing on GTEx and
+            lost eQTL signal in ``benchmarks/eqtl_simulated.py``, 91 -> 80 true eGenes; see the FAQ).
         calibration_folds
             Folds of the training donors the calibration is cross-fitted over: as many copies of
             the model are trained, with these arguments (but no ``callbacks`` or ``logger``), each
@@ -410,9 +409,7 @@ class HYFA(
             self.adata.obs_names,
         )
         n_train = n_training_donors(split, self.adata.n_obs, train_size)
-        calibrate = default_calibrate(n_train) if calibrate is None else calibrate
-        if calibrate:
-            check_n_folds(calibration_folds, n_train, "calibration_folds")
+        calibrate = calibrates(calibrate, calibration_folds, n_train)  # checked before any training
         batch_size = (
             auto_batch_size(n_train) if batch_size is None else check_positive_int(batch_size, "batch_size")
         )
@@ -427,11 +424,10 @@ class HYFA(
         )
         if has_validation:  # report the validation loss every epoch, as history["elbo_validation"]
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        from hyfa._quiet import log_every_n_steps, quiet_training  # hyfa/_quiet.py (#16)
         from hyfa.module._optim import adam_plan_kwargs  # torch's fused Adam: in place, no temporaries
 
         plan_kwargs = adam_plan_kwargs(lr, plan_kwargs)
-        from hyfa._quiet import log_every_n_steps, quiet_training  # hyfa/_quiet.py (#16)
-
         trainer_kwargs.setdefault(
             "log_every_n_steps",
             log_every_n_steps(n_train, batch_size, devices, trainer_kwargs.get("num_nodes", 1)),
@@ -450,6 +446,5 @@ class HYFA(
                 plan_kwargs=plan_kwargs,
                 **trainer_kwargs,
             )
-        if calibrate:
-            self._calibrate_after_training(calibration_folds, fold_kwargs)
+        self._calibrate_after_training(calibrate, calibration_folds, fold_kwargs)
         return runner
