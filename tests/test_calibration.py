@@ -468,3 +468,23 @@ def test_cross_fitting_deals_two_tissue_donors_round_the_folds_and_skips_when_to
         table = model.calibrate(n_folds=3)  # min_donors=6 > the 3 paired donors: no copies trained
     assert "Not calibrating: 3 training donors gave two tissues, cross-fitting needs 6" in caplog.text
     assert (table["n_donors"] == 0).all() and model.module.calibration.is_identity
+
+
+def test_train_cross_fits_without_handing_the_users_callbacks_to_the_copies():
+    """The fold copies train without the user's stateful ``callbacks`` (a callback sees one run, not four)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Starts(Callback):
+        def __init__(self):
+            self.epochs = []
+
+        def on_train_start(self, trainer, pl_module):
+            self.epochs.append(trainer.max_epochs)
+
+    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=6, missing_rate=0.0, seed=0)
+    hyfa.HYFA.setup_mudata(mdata)
+    model = hyfa.HYFA(mdata, **TINY)
+    starts = Starts()
+    model.train(max_epochs=2, calibration_folds=3, callbacks=[starts], enable_progress_bar=False)
+    assert starts.epochs == [2]  # the user's run only, not the 3 copies'
+    assert model.history["calibration"]["n_donors"].sum() > 0  # yet cross-fitted
