@@ -173,6 +173,7 @@ class CalibrationMixin:
         batch_size: int | None = None,
         n_folds: int = 0,
         train_kwargs: dict | None = None,
+        ensemble: bool = True,
     ) -> pd.DataFrame:
         """Fit and set, per target tissue, the weights of the decoder and of the gene-level skip on held-out donors.
 
@@ -224,6 +225,10 @@ class CalibrationMixin:
             With ``n_folds``: arguments of the fold copies' :meth:`train` (e.g. ``max_epochs``,
             ``lr``, ``plan_kwargs``); :meth:`train` passes its own. The donor split and
             ``calibrate`` are set here.
+        ensemble
+            With ``n_folds``: keep the copies (``fold_models_``, saved with the model) and predict
+            Gaussian means as the average of this model's and theirs (see the FAQ on small
+            cohorts); ``False`` discards them. Without ``n_folds``, a kept ensemble stays.
 
         Returns
         -------
@@ -245,7 +250,7 @@ class CalibrationMixin:
             raise ValueError(f"tolerance_se must be a finite number >= 0, got {tolerance_se!r}.")
         if n_folds:
             return self._cross_fit(
-                n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs
+                n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs, ensemble
             )
         if train_kwargs:
             raise ValueError(
@@ -286,8 +291,13 @@ class CalibrationMixin:
             cross_fit = {"n_folds": n_folds, "train_kwargs": train_kwargs} if n_folds else {}
             self.history_["calibration"] = self.calibrate(**cross_fit)
 
-    def _cross_fit(self, n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs):
-        """:meth:`calibrate` with ``n_folds``: fit on every training donor, predicted by a copy trained without its fold."""
+    def _cross_fit(
+        self, n_folds, donors, min_donors, n_source_draws, tolerance_se, batch_size, train_kwargs, ensemble
+    ):
+        """:meth:`calibrate` with ``n_folds``: fit on every training donor, predicted by a copy trained without its fold.
+
+        With ``ensemble``, the copies are kept as the ensemble (``fold_models_``).
+        """
         if donors is not None:
             raise ValueError("Pass donors or n_folds, not both: cross-fitting holds out the training donors.")
         rows = np.asarray(getattr(self, "train_indices", []), dtype=int)
@@ -299,6 +309,7 @@ class CalibrationMixin:
             raise ValueError(f"train_kwargs must not set {reserved}: cross-fitting sets the donor split.")
         paired = self._two_tissues(rows)  # donors who can be targets, dealt round the folds first
         self.module.calibration.reset()
+        self._set_ensemble(None)
         if paired.sum() < max(min_donors, 2):  # too few to fit, and a copy could have none to train on
             logger.warning(
                 "Not calibrating: %d training donors gave two tissues, cross-fitting needs %d.",
@@ -313,7 +324,7 @@ class CalibrationMixin:
         folds = [list(names[order[k::n_folds]]) for k in range(n_folds)]
         params = {**self.init_params_["non_kwargs"], **self.init_params_["kwargs"]}
         logger.info("Cross-fitted calibration: training %d copies of the model, one per donor fold.", n_folds)
-        sums, used = {}, {}
+        sums, used, states = {}, {}, []
         for k, fold in enumerate(folds):
             held_out = set(fold)
             copy = type(self)(self.adata, **params)
@@ -324,7 +335,10 @@ class CalibrationMixin:
                 **train_kwargs,
             )
             copy._calibration_sums(fold, n_source_draws, batch_size, sums, used, fold=(k, n_folds))
-        return self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
+            states.append(copy.module.state_dict())
+        table = self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
+        self._set_ensemble(states if ensemble else None)
+        return table
 
     def _calibration_sums(
         self,

@@ -433,6 +433,7 @@ class HYFA(
             log_every_n_steps(n_train, batch_size, devices, trainer_kwargs.get("num_nodes", 1)),
         )
         self.module.calibration.reset()  # train the uncalibrated model; calibrate afresh below
+        self._set_ensemble(None)  # a kept cross-fitting ensemble was of the previous training
         with quiet_training():  # only Lightning's messages about nothing a hyfa user can change
             runner = super().train(
                 max_epochs=max_epochs,

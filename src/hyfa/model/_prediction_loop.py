@@ -23,6 +23,7 @@ from scvi.utils import track
 from hyfa._constants import REGISTRY_KEYS
 from hyfa._utils import as_list
 
+from ._ensemble import EnsembleMixin, combine
 from ._registration import _preview
 from ._validation import tissue_positions
 
@@ -49,7 +50,7 @@ class _Plan:
         return np.flatnonzero(self.sources[t][self.keep[t]].any(axis=0))
 
 
-class PredictionLoopMixin:
+class PredictionLoopMixin(EnsembleMixin):
     """Planning and the prediction loop shared by imputation, calibration and the writers of :class:`~hyfa.HYFA`."""
 
     # -- planning ---------------------------------------------------------------------------------
@@ -144,10 +145,15 @@ class PredictionLoopMixin:
         """Yield ``(target, donor positions in the plan, module.predict outputs)`` per minibatch and target.
 
         With ``parts``, the outputs add the gene-level skip's ``"offset"`` (or ``None``) and the
-        targets' registered ``"observed"`` expression.
+        targets' registered ``"observed"`` expression. With a kept cross-fitting ensemble
+        (``fold_models_``), the outputs are the mixture of its modules' (``combine``), and
+        draws come from a normal with the mixture's mean and sd.
         """
-        self.module.eval()
+        modules = self._modules()  # this model, and the kept cross-fitting copies (an ensemble)
+        for module in modules:
+            module.eval()
         device = self.module.device
+        draws = n_samples if len(modules) == 1 else 0  # an ensemble draws from its mixture's moments
         for rows, tensors in self._batches(plan.mdata, plan.indices, batch_size, progress):
             x = tensors[REGISTRY_KEYS.X_KEY].to(device)
             covs = {
@@ -165,13 +171,12 @@ class PredictionLoopMixin:
                 continue
             unique, inverse = np.unique(sets, axis=0, return_inverse=True)
             inverse = torch.as_tensor(inverse.ravel(), device=device)
-            h = self.module.embed_source_sets(
-                x,
-                torch.as_tensor(unique[:, 0], device=device),
-                torch.as_tensor(unique[:, 1:].astype(bool), device=device),
-                **covs,
-            )
-            values = self.module.skip_values(x)  # standardized once per minibatch, read by every target
+            set_rows = torch.as_tensor(unique[:, 0], device=device)
+            set_sources = torch.as_tensor(unique[:, 1:].astype(bool), device=device)
+            embedded = [  # per module: donor embeddings, and standardized values read by every target
+                (module.embed_source_sets(x, set_rows, set_sources, **covs), module.skip_values(x))
+                for module in modules
+            ]
             offset = 0
             for t in plan.targets:
                 n = len(local[t])
@@ -180,16 +185,26 @@ class PredictionLoopMixin:
                 donor_rows = torch.as_tensor(local[t], device=device)
                 tissue_index = torch.full((n,), t, device=device)
                 source_mask = torch.as_tensor(plan.sources[t][rows][local[t]], device=device)
-                gene_offset = self.module.gene_offset(x, donor_rows, source_mask, tissue_index, values)
-                pred = self.module.predict(
-                    h[inverse[offset : offset + n]],
-                    tissue_index,
-                    library=self._library(x, donor_rows, t, library_size),
-                    n_samples=n_samples,
-                    gene_offset=gene_offset,
-                )
+                library = self._library(x, donor_rows, t, library_size)
+                preds = []
+                for module, (h, values) in zip(modules, embedded, strict=True):
+                    gene_offset = module.gene_offset(x, donor_rows, source_mask, tissue_index, values)
+                    pred = module.predict(
+                        h[inverse[offset : offset + n]],
+                        tissue_index,
+                        library=library,
+                        n_samples=draws,
+                        gene_offset=gene_offset,
+                    )
+                    if parts:
+                        pred["offset"] = gene_offset
+                    preds.append(pred)
+                pred = combine(preds)
+                if n_samples and len(modules) > 1:
+                    pred["samples"] = torch.distributions.Normal(pred["mean"], pred["sd"]).sample(
+                        (n_samples,)
+                    )
                 if parts:
-                    pred["offset"] = gene_offset
                     pred["observed"] = self.module.samples(x, donor_rows, tissue_index)
                 offset += n
                 yield (

@@ -1,0 +1,70 @@
+"""The cross-fitting copies kept as an ensemble: their weights, their modules, and the average of their predictions.
+
+Cross-fitted calibration (:meth:`~hyfa.HYFA.calibrate` with ``n_folds``) trains one copy of the
+model per fold of the training donors. With ``ensemble=True`` their weights are kept in
+``fold_models_`` (saved and loaded with the model); a Gaussian prediction is then the average of
+the model's and the copies' predictions, each calibrated with the model's weights. Averaging
+models trained on different donors cancels much of what each learned from its own few donors
+(``benchmarks/small_cohort.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+def combine(predictions: list[dict[str, torch.Tensor | None]]) -> dict[str, torch.Tensor | None]:
+    """Return the equal-weight mixture of Gaussian predictions: mean of the means, the mixture's sd.
+
+    Each prediction holds ``"mean"`` and ``"sd"`` ``(n_targets, n_genes)``; ``"offset"`` (the
+    gene-level skip's part), where present, is averaged too, and ``"observed"`` taken from the
+    first. A single prediction is returned as is.
+    """
+    if len(predictions) == 1:
+        return predictions[0]
+    means = torch.stack([p["mean"] for p in predictions])
+    mean = means.mean(dim=0)
+    second = (torch.stack([p["sd"] for p in predictions]) ** 2 + means**2).mean(dim=0)
+    out = dict(predictions[0])
+    out["mean"], out["sd"] = mean, (second - mean**2).clamp(min=0).sqrt()
+    if predictions[0].get("offset") is not None:
+        out["offset"] = torch.stack([p["offset"] for p in predictions]).mean(dim=0)
+    return out
+
+
+class EnsembleMixin:
+    """The ensemble of :class:`~hyfa.HYFA`'s cross-fitting copies (``fold_models_``), used by its predictions."""
+
+    def _set_ensemble(self, states: list[dict[str, torch.Tensor]] | None) -> None:
+        """Keep the copies' state dicts ``states`` (``None``: none) as the ensemble."""
+        self.fold_models_ = None if not states else [{k: v.cpu() for k, v in s.items()} for s in states]
+
+    @property
+    def n_ensemble(self) -> int:
+        """Number of models whose Gaussian predictions are averaged (1 without a kept cross-fitting ensemble)."""
+        return 1 + len(getattr(self, "fold_models_", None) or ())
+
+    def _modules(self) -> list[torch.nn.Module]:
+        """Return the modules whose predictions are averaged: this model's, then the kept copies'.
+
+        The copies' modules are built from ``fold_models_`` on the model's device once, and get
+        the model's current calibration at every call.
+        """
+        states = getattr(self, "fold_models_", None)
+        if not states or self.module.counts:
+            return [self.module]
+        cached = getattr(self, "_fold_modules", None)
+        if cached is None or cached[0] is not states or cached[1] != self.module.device:
+            members = []
+            for state in states:
+                member = copy.deepcopy(self.module)
+                member.load_state_dict(state)
+                members.append(member)
+            self._fold_modules = cached = (states, self.module.device, members)
+        calibration = self.module.calibration.state_dict()
+        for member in cached[2]:
+            member.calibration.load_state_dict(calibration)
+            member.eval()
+        return [self.module, *cached[2]]
