@@ -17,7 +17,8 @@ split) as validation donors; ``HYFA.train`` calibrates the model (by default cro
 training donors, ``calibration_folds``). Each target tissue of the test donors is imputed from one source tissue (both
 directions for the GTEx pairs; ``tissue_0`` -> ``tissue_1`` and ``tissue_2`` for ``sim``), scored by
 ``hyfa.tl.evaluate_imputation``: per-gene Pearson r (mean over genes; a gene a method predicts as a constant
-scores 0 for it, not NaN, see ``constant_as_zero``) and per-sample r (mean over donors).
+scores 0 for it, not NaN, see ``constant_as_zero``) and per-sample r (mean over donors). When ``HYFA.train``
+kept its cross-fitting copies as an ensemble, the trained model alone (``FinalModelAlone``) is scored too.
 Prints the per-run table, the means over seeds, and per proxy the margins of HYFA over the baselines.
 
 Examples
@@ -56,6 +57,7 @@ SIM = {
     "shared_gene_sd": 0.5,
 }
 BASELINES = ("surrogate", "kNN", "TEEBoT")  # the ones HYFA must match (issue #17); "mean" is shown as well
+SINGLE = "HYFA, final model alone"  # without the cross-fitting ensemble (a method row when there is one)
 SET_BY_BENCHMARK = {"train_donors", "validation_donors", "split_key"}
 
 
@@ -178,6 +180,8 @@ def run_one(proxy, gtex, seed, args, model_kwargs, train_kwargs) -> tuple[pd.Dat
     shared = hyfa.tl.default_baselines(
         mdata, train, layer=layer, gene_mask_key=mask, surrogate_tissue=None, seed=seed
     )
+    if model.n_ensemble > 1:  # the kept cross-fitting copies' share, on the same trained models
+        shared = {**shared, SINGLE: FinalModelAlone(model)}
     summaries = []
     for source, targets in directions.items():
         surrogate = hyfa.tl.SurrogateImputation(
@@ -212,6 +216,24 @@ def run_one(proxy, gtex, seed, args, model_kwargs, train_kwargs) -> tuple[pd.Dat
     return table[["proxy", "seed", "direction", "method", "per-gene", "per-sample", "train_s"]], train_s
 
 
+class FinalModelAlone:
+    """HYFA without its kept cross-fitting ensemble: the trained model's own calibrated predictions.
+
+    The same as ``calibrate(n_folds=..., ensemble=False)`` (the weights are fitted on the copies'
+    held-out predictions either way), on the same trained model and copies: a paired comparison.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def get_imputed_expression(self, **kwargs):
+        states, self.model.fold_models_ = self.model.fold_models_, None
+        try:
+            return self.model.get_imputed_expression(**kwargs)
+        finally:
+            self.model.fold_models_ = states
+
+
 def constant_as_zero(results: pd.DataFrame) -> pd.DataFrame:
     """Score 0, not NaN, the per-gene r of a method predicting a constant for a gene another method scores.
 
@@ -236,6 +258,12 @@ def margin_lines(rows: pd.DataFrame) -> list[str]:
             f"{proxy}: HYFA per-gene r - best baseline: {gene:+.3f}; HYFA per-sample r - TEEBoT: {sample:+.3f}"
             f"   [best baseline per gene: {best}]"
         )
+        if SINGLE in means.index:
+            gain = means.loc["HYFA"] - means.loc[SINGLE]
+            lines.append(
+                f"{proxy}: HYFA - {SINGLE} (the ensemble's gain): per-gene {gain['per-gene']:+.3f}, "
+                f"per-sample {gain['per-sample']:+.3f}"
+            )
     return lines
 
 
