@@ -177,6 +177,8 @@ def calibrated():
         )
     finally:
         torch.set_num_threads(threads)
+    assert model.n_ensemble == 6  # cross-fitted: the 5 copies kept; the ensemble is tests/test_ensemble.py's
+    model.fold_models_ = None  # the calibration of the trained model alone
     return model, mdata, val, test
 
 

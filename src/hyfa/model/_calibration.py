@@ -308,8 +308,7 @@ class CalibrationMixin:
         if reserved:
             raise ValueError(f"train_kwargs must not set {reserved}: cross-fitting sets the donor split.")
         paired = self._two_tissues(rows)  # donors who can be targets, dealt round the folds first
-        self.module.calibration.reset()
-        self._set_ensemble(None)
+        self._forget_calibration()
         if paired.sum() < max(min_donors, 2):  # too few to fit, and a copy could have none to train on
             logger.warning(
                 "Not calibrating: %d training donors gave two tissues, cross-fitting needs %d.",

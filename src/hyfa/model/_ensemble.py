@@ -37,6 +37,11 @@ def combine(predictions: list[dict[str, torch.Tensor | None]]) -> dict[str, torc
 class EnsembleMixin:
     """The ensemble of :class:`~hyfa.HYFA`'s cross-fitting copies (``fold_models_``), used by its predictions."""
 
+    def _forget_calibration(self) -> None:
+        """Reset the calibration to the identity and drop a kept ensemble (both belong to a past training)."""
+        self.module.calibration.reset()
+        self._set_ensemble(None)
+
     def _set_ensemble(self, states: list[dict[str, torch.Tensor]] | None) -> None:
         """Keep the copies' state dicts ``states`` (``None``: none) as the ensemble."""
         self.fold_models_ = None if not states else [{k: v.cpu() for k, v in s.items()} for s in states]
@@ -46,7 +51,7 @@ class EnsembleMixin:
         """Number of models whose Gaussian predictions are averaged (1 without a kept cross-fitting ensemble)."""
         return 1 + len(getattr(self, "fold_models_", None) or ())
 
-    def _modules(self) -> list[torch.nn.Module]:
+    def _ensemble_modules(self) -> list[torch.nn.Module]:
         """Return the modules whose predictions are averaged: this model's, then the kept copies'.
 
         The copies' modules are built from ``fold_models_`` on the model's device once, and get

@@ -365,10 +365,9 @@ class HYFA(
             place, without temporaries the size of the encoder weight); ``plan_kwargs={"optimizer":
             "Adam"}`` uses scvi-tools' own.
         batch_size
-            Donors per minibatch. ``None``: the paper's 63, or fewer in cohorts of under 315
-            training donors so that an epoch still takes 5 optimizer steps
-            (``min(63, max(16, n_train // 5))``): with 80 training donors and 63 per batch, 200
-            epochs are 400 steps, too few to fit (``benchmarks/small_cohort.py``).
+            Donors per minibatch. ``None``: the paper's 63, or fewer in cohorts of under 315 training
+            donors so that an epoch still takes 5 optimizer steps (``min(63, max(16, n_train // 5))``):
+            with 80 training donors and 63 per batch, 200 epochs are 400 steps, too few to fit.
         early_stopping
             Stop when ``elbo_validation`` (the validation loss) stops improving; see
             :class:`scvi.train.Trainer` for ``early_stopping_patience`` etc.
@@ -380,8 +379,9 @@ class HYFA(
         calibration_folds
             Folds of the training donors the calibration is cross-fitted over: as many copies of
             the model are trained, with these arguments (but no ``callbacks`` or ``logger``), each
-            without one fold (see the FAQ on small cohorts; multi-process training falls back to
-            ``0``). ``0`` fits on the validation donors alone (if any).
+            without one fold, and kept as an ensemble (:meth:`calibrate`'s ``ensemble``; see the FAQ
+            on small cohorts; multi-process training falls back to ``0``). ``0`` fits on the
+            validation donors alone (if any).
         accelerator, devices
             Passed to :class:`scvi.train.Trainer`.
         train_size, validation_size
@@ -432,8 +432,7 @@ class HYFA(
             "log_every_n_steps",
             log_every_n_steps(n_train, batch_size, devices, trainer_kwargs.get("num_nodes", 1)),
         )
-        self.module.calibration.reset()  # train the uncalibrated model; calibrate afresh below
-        self._set_ensemble(None)  # a kept cross-fitting ensemble was of the previous training
+        self._forget_calibration()  # train the uncalibrated model alone; calibrate afresh below
         with quiet_training():  # only Lightning's messages about nothing a hyfa user can change
             runner = super().train(
                 max_epochs=max_epochs,

@@ -149,7 +149,7 @@ class PredictionLoopMixin(EnsembleMixin):
         (``fold_models_``), the outputs are the mixture of its modules' (``combine``), and
         draws come from a normal with the mixture's mean and sd.
         """
-        modules = self._modules()  # this model, and the kept cross-fitting copies (an ensemble)
+        modules = self._ensemble_modules()  # this model, and the kept cross-fitting copies (an ensemble)
         for module in modules:
             module.eval()
         device = self.module.device
