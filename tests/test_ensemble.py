@@ -77,6 +77,11 @@ def test_ensemble_predicts_the_mixture_of_the_model_and_its_copies(cross_fitted)
         expected_sd = np.sqrt((sds**2).mean(axis=0) + means.var(axis=0))
         np.testing.assert_allclose(ensemble[t].layers["sd"], expected_sd, rtol=1e-4, atol=1e-5)
         assert np.abs(ensemble[t].X - members[-1][t].X).max() > 1e-3  # the copies do change the prediction
+    _, draws = model.get_imputed_expression(donors=test, n_samples=400, return_samples=True)
+    for t in model.tissues:  # draws from a normal with the mixture's mean and sd
+        sd = ensemble[t].layers["sd"]
+        assert np.abs(draws[t].mean(axis=0) - ensemble[t].X).max() < 5 * sd.max() / np.sqrt(400)
+        np.testing.assert_allclose(draws[t].std(axis=0), sd, rtol=0.25)
 
 
 def test_ensemble_is_saved_and_loaded_with_the_model(cross_fitted, tmp_path):
