@@ -121,3 +121,23 @@ def test_ensemble_lives_until_the_next_training_or_cross_fit_without_it():
         max_epochs=2, train_donors=train, validation_donors=val, calibrate=False, enable_progress_bar=False
     )
     assert model.n_ensemble == 1
+
+
+def test_multi_process_training_calibrates_on_validation_donors_without_an_ensemble(caplog):
+    """Under DDP (``trainer.world_size > 1``) the copies cannot be trained: validation calibration, with a warning."""
+    from types import SimpleNamespace
+
+    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=5)
+    hyfa.HYFA.setup_mudata(mdata)
+    scvi.settings.seed = 0
+    model = hyfa.HYFA(mdata, **TINY)
+    train, val = list(mdata.obs_names[:20]), list(mdata.obs_names[20:])
+    model.train(
+        max_epochs=2, train_donors=train, validation_donors=val, calibrate=False, enable_progress_bar=False
+    )
+    model.trainer = SimpleNamespace(world_size=2)
+    with caplog.at_level("WARNING", logger="hyfa.model._calibration"):
+        model._calibrate_after_training(True, 5, {"max_epochs": 2})
+    assert "needs single-process training" in caplog.text
+    table = model.history_["calibration"]
+    assert model.n_ensemble == 1 and table["n_donors"].max() <= len(val)  # fitted on the validation donors
