@@ -28,6 +28,45 @@ def test_combine_is_the_equal_mixtures_mean_and_sd():
     assert combine(preds[:1]) is preds[0]
 
 
+def test_combine_keeps_a_small_sd_beside_a_large_mean_in_float32():
+    preds = [{"mean": torch.full((2,), 1000.0), "sd": torch.full((2,), 0.01)} for _ in range(3)]
+    torch.testing.assert_close(combine(preds)["sd"], torch.full((2,), 0.01), rtol=1e-3, atol=0)
+
+
+def _mixture(model, mdata, donors):
+    """Reference path: per tissue, the stacked means and sds of the model alone and of one new HYFA per kept state
+    dict (public API: ``module.load_state_dict``), each predicting with the model's calibration."""
+    states, model.fold_models_ = model.fold_models_, None
+    try:
+        preds = [model.get_imputed_expression(donors=donors)]
+    finally:
+        model.fold_models_ = states
+    params = {**model.init_params_["non_kwargs"], **model.init_params_["kwargs"]}
+    for state in states:
+        member = hyfa.HYFA(mdata, **params)
+        member.module.load_state_dict(state)
+        member.module.calibration.load_state_dict(model.module.calibration.state_dict())
+        member.is_trained_ = True
+        preds.append(member.get_imputed_expression(donors=donors))
+    return {
+        t: tuple(
+            np.stack([p[t].X if k == "X" else p[t].layers[k] for p in preds]).astype(np.float64)
+            for k in ("X", "sd")
+        )
+        for t in model.tissues
+    }
+
+
+def _assert_is_mixture(model, mdata, donors):
+    ensemble = model.get_imputed_expression(donors=donors)
+    for t, (means, sds) in _mixture(model, mdata, donors).items():
+        np.testing.assert_allclose(ensemble[t].X, means.mean(axis=0), rtol=1e-5, atol=1e-5)
+        expected_sd = np.sqrt((sds**2).mean(axis=0) + means.var(axis=0))
+        np.testing.assert_allclose(ensemble[t].layers["sd"], expected_sd, rtol=1e-4, atol=1e-5)
+        assert np.abs(ensemble[t].X - means[0]).max() > 1e-3  # the copies do change the prediction
+    return ensemble
+
+
 @pytest.fixture(scope="module")
 def cross_fitted():
     """A tiny model cross-fitted over 3 folds of its 30 training donors, with the copies it trained."""
@@ -60,28 +99,18 @@ def test_ensemble_predicts_the_mixture_of_the_model_and_its_copies(cross_fitted)
             if not key.startswith("calibration."):
                 torch.testing.assert_close(state[key], value.cpu())
     test = list(mdata.obs_names[30:])
-    ensemble = model.get_imputed_expression(donors=test)
-    members = []
-    for copy in copies:
-        copy.module.calibration.load_state_dict(model.module.calibration.state_dict())
-        members.append(copy.get_imputed_expression(donors=test))
-    states, model.fold_models_ = model.fold_models_, None
-    try:
-        members.append(model.get_imputed_expression(donors=test))
+    ensemble = _assert_is_mixture(model, mdata, test)
+    saved = {k: v.clone() for k, v in model.module.calibration.state_dict().items()}
+    try:  # new weights reach the already built copies
+        model.module.calibration.set(torch.tensor([0.5, 0.2]), torch.tensor([2.0, 0.7]))
+        _assert_is_mixture(model, mdata, test)
     finally:
-        model.fold_models_ = states
-    for t in model.tissues:
-        means = np.stack([m[t].X for m in members]).astype(np.float64)
-        sds = np.stack([m[t].layers["sd"] for m in members]).astype(np.float64)
-        np.testing.assert_allclose(ensemble[t].X, means.mean(axis=0), rtol=1e-5, atol=1e-5)
-        expected_sd = np.sqrt((sds**2).mean(axis=0) + means.var(axis=0))
-        np.testing.assert_allclose(ensemble[t].layers["sd"], expected_sd, rtol=1e-4, atol=1e-5)
-        assert np.abs(ensemble[t].X - members[-1][t].X).max() > 1e-3  # the copies do change the prediction
-    _, draws = model.get_imputed_expression(donors=test, n_samples=400, return_samples=True)
+        model.module.calibration.load_state_dict(saved)
+    _, draws = model.get_imputed_expression(donors=test, n_samples=4000, return_samples=True)
     for t in model.tissues:  # draws from a normal with the mixture's mean and sd
         sd = ensemble[t].layers["sd"]
-        assert np.abs(draws[t].mean(axis=0) - ensemble[t].X).max() < 5 * sd.max() / np.sqrt(400)
-        np.testing.assert_allclose(draws[t].std(axis=0), sd, rtol=0.25)
+        assert np.abs(draws[t].mean(axis=0) - ensemble[t].X).max() < 5 * sd.max() / np.sqrt(4000)
+        np.testing.assert_allclose(draws[t].std(axis=0), sd, rtol=0.08)
 
 
 def test_ensemble_is_saved_and_loaded_with_the_model(cross_fitted, tmp_path):
@@ -111,12 +140,16 @@ def test_ensemble_lives_until_the_next_training_or_cross_fit_without_it():
         enable_progress_bar=False,
     )
     assert model.n_ensemble == 3  # train's default: below 200 training donors, cross-fitted and kept
+    _assert_is_mixture(model, mdata, val)
     model.calibrate(donors=val, min_donors=2)
     assert model.n_ensemble == 3
     model.calibrate(n_folds=2, min_donors=2, train_kwargs={"max_epochs": 2}, ensemble=False)
     assert model.n_ensemble == 1 and model.fold_models_ is None
+    model.get_imputed_expression(donors=val)
+    assert model._fold_modules is None  # the built copies are freed too
     model.calibrate(n_folds=2, min_donors=2, train_kwargs={"max_epochs": 2})
     assert model.n_ensemble == 3
+    _assert_is_mixture(model, mdata, val)  # the new copies, not those built before
     model.train(
         max_epochs=2, train_donors=train, validation_donors=val, calibrate=False, enable_progress_bar=False
     )

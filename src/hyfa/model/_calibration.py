@@ -191,10 +191,10 @@ class CalibrationMixin:
         on the donor-to-donor variation (centered per gene) of held-out donors' observed
         tissues, each predicted from source sets drawn as training draws them (pseudo-masks,
         ``n_source_draws`` per donor). The held-out donors are either ``donors`` (by default the
-        validation donors), predicted by this model, or, with ``n_folds`` folds, every training
-        donor, predicted by a copy of the model trained (with ``train_kwargs``) on the other folds
-        (cross-fitting: ten times the donors of a 10% validation split, for ``n_folds`` more
-        trainings). On ten validation donors the least-squares decoder weight is noisy, so the
+        validation donors), predicted by this model (or its kept ensemble), or, with ``n_folds``
+        folds, every training donor, predicted by a copy of the model trained (with
+        ``train_kwargs``) on the other folds (cross-fitting: ten times the donors of a 10%
+        validation split, for ``n_folds`` more trainings). On ten validation donors the least-squares decoder weight is noisy, so the
         smallest ``alpha`` whose error is within ``tolerance_se`` standard errors of the
         least-squares fit's is kept there (the one-standard-error rule :cite:p:`Hastie2009`; the
         error's spread is taken over up to 10 folds of the donors): the decoder keeps its share
@@ -334,7 +334,7 @@ class CalibrationMixin:
                 **train_kwargs,
             )
             copy._calibration_sums(fold, n_source_draws, batch_size, sums, used, fold=(k, n_folds))
-            states.append(copy.module.state_dict())
+            states.append({k: v.detach().cpu() for k, v in copy.module.state_dict().items()})  # free the copy
         table = self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
         self._set_ensemble(states if ensemble else None)
         return table

@@ -20,15 +20,17 @@ def combine(predictions: list[dict[str, torch.Tensor | None]]) -> dict[str, torc
 
     Each prediction holds ``"mean"`` and ``"sd"`` ``(n_targets, n_genes)``; ``"offset"`` (the
     gene-level skip's part), where present, is averaged too, and ``"observed"`` taken from the
-    first. A single prediction is returned as is.
+    first. A single prediction is returned as is. The variance is the members' mean variance plus
+    the variance of their means (the law of total variance).
     """
     if len(predictions) == 1:
         return predictions[0]
     means = torch.stack([p["mean"] for p in predictions])
-    mean = means.mean(dim=0)
-    second = (torch.stack([p["sd"] for p in predictions]) ** 2 + means**2).mean(dim=0)
+    variance = (torch.stack([p["sd"] for p in predictions]) ** 2).mean(dim=0) + means.var(
+        dim=0, unbiased=False
+    )
     out = dict(predictions[0])
-    out["mean"], out["sd"] = mean, (second - mean**2).clamp(min=0).sqrt()
+    out["mean"], out["sd"] = means.mean(dim=0), variance.sqrt()
     if predictions[0].get("offset") is not None:
         out["offset"] = torch.stack([p["offset"] for p in predictions]).mean(dim=0)
     return out
@@ -43,8 +45,11 @@ class EnsembleMixin:
         self._set_ensemble(None)
 
     def _set_ensemble(self, states: list[dict[str, torch.Tensor]] | None) -> None:
-        """Keep the copies' state dicts ``states`` (``None``: none) as the ensemble."""
-        self.fold_models_ = None if not states else [{k: v.cpu() for k, v in s.items()} for s in states]
+        """Keep the copies' state dicts ``states`` (``None``: none) as the ensemble, on the CPU; free built members."""
+        self.fold_models_ = (
+            None if not states else [{k: v.detach().cpu() for k, v in s.items()} for s in states]
+        )
+        self._fold_modules = None
 
     @property
     def n_ensemble(self) -> int:
@@ -54,22 +59,28 @@ class EnsembleMixin:
     def _ensemble_modules(self) -> list[torch.nn.Module]:
         """Return the modules whose predictions are averaged: this model's, then the kept copies'.
 
-        The copies' modules are built from ``fold_models_`` on the model's device once, and get
-        the model's current calibration at every call.
+        The copies' modules are built from ``fold_models_`` on the model's device once (again when
+        either changes), and get the model's current calibration at every call.
         """
         states = getattr(self, "fold_models_", None)
         if not states or self.module.counts:
+            self._fold_modules = None  # e.g. after ``fold_models_ = None``: free the built members
             return [self.module]
+        if any(v.device.type != "cpu" for v in states[0].values()):  # loaded to a GPU by ``load``
+            self._set_ensemble(states)
+            states = self.fold_models_
         cached = getattr(self, "_fold_modules", None)
-        if cached is None or cached[0] is not states or cached[1] != self.module.device:
+        key = (list(map(id, states)), self.module.device)
+        if cached is None or cached[0] != key:
             members = []
-            for state in states:
-                member = copy.deepcopy(self.module)
-                member.load_state_dict(state)
-                members.append(member)
-            self._fold_modules = cached = (states, self.module.device, members)
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, whatever the caller's mode
+                for state in states:
+                    member = copy.deepcopy(self.module)
+                    member.load_state_dict(state)
+                    members.append(member)
+            self._fold_modules = cached = (key, members)
         calibration = self.module.calibration.state_dict()
-        for member in cached[2]:
+        for member in cached[1]:
             member.calibration.load_state_dict(calibration)
             member.eval()
-        return [self.module, *cached[2]]
+        return [self.module, *cached[1]]

@@ -379,8 +379,8 @@ class HYFA(
         calibration_folds
             Folds of the training donors the calibration is cross-fitted over: as many copies of
             the model are trained, with these arguments (but no ``callbacks`` or ``logger``), each
-            without one fold, and kept as an ensemble (:meth:`calibrate`'s ``ensemble``; see the FAQ
-            on small cohorts; multi-process training falls back to ``0``). ``0`` fits on the
+            without one fold, and kept as an ensemble (``model.fold_models_ = None`` drops it; see the
+            FAQ on small cohorts; multi-process training falls back to ``0``). ``0`` fits on the
             validation donors alone (if any).
         accelerator, devices
             Passed to :class:`scvi.train.Trainer`.
