@@ -125,20 +125,22 @@ def test_ensemble_is_saved_and_loaded_with_the_model(cross_fitted, tmp_path):
         )
 
 
-def test_ensemble_lives_until_the_next_training_or_cross_fit_without_it():
-    """Recalibrating on donors keeps the ensemble; ``ensemble=False`` or training again drops it."""
-    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=4)
+def _trained_tiny(seed: int, **train_kwargs):
+    """Return (model, mdata, train, val): a tiny HYFA on 30 simulated donors with both tissues, 20 of them trained 2 epochs."""
+    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=seed)
     hyfa.HYFA.setup_mudata(mdata)
     scvi.settings.seed = 0
     model = hyfa.HYFA(mdata, **TINY)
     train, val = list(mdata.obs_names[:20]), list(mdata.obs_names[20:])
     model.train(
-        max_epochs=2,
-        train_donors=train,
-        validation_donors=val,
-        calibration_folds=2,
-        enable_progress_bar=False,
+        max_epochs=2, train_donors=train, validation_donors=val, enable_progress_bar=False, **train_kwargs
     )
+    return model, mdata, train, val
+
+
+def test_ensemble_lives_until_the_next_training_or_cross_fit_without_it():
+    """Recalibrating on donors keeps the ensemble; ``ensemble=False`` or training again drops it."""
+    model, mdata, train, val = _trained_tiny(seed=4, calibration_folds=2)
     assert model.n_ensemble == 3  # train's default: below 200 training donors, cross-fitted and kept
     _assert_is_mixture(model, mdata, val)
     model.calibrate(donors=val, min_donors=2)
@@ -160,14 +162,7 @@ def test_multi_process_training_calibrates_on_validation_donors_without_an_ensem
     """Under DDP (``trainer.world_size > 1``) the copies cannot be trained: validation calibration, with a warning."""
     from types import SimpleNamespace
 
-    mdata, _ = hyfa.data.simulate(n_donors=30, n_tissues=2, n_genes=8, missing_rate=0.0, seed=5)
-    hyfa.HYFA.setup_mudata(mdata)
-    scvi.settings.seed = 0
-    model = hyfa.HYFA(mdata, **TINY)
-    train, val = list(mdata.obs_names[:20]), list(mdata.obs_names[20:])
-    model.train(
-        max_epochs=2, train_donors=train, validation_donors=val, calibrate=False, enable_progress_bar=False
-    )
+    model, _, _, val = _trained_tiny(seed=5, calibrate=False)
     model.trainer = SimpleNamespace(world_size=2)
     with caplog.at_level("WARNING", logger="hyfa.model._calibration"):
         model._calibrate_after_training(True, 5, {"max_epochs": 2})

@@ -14,6 +14,7 @@ from hyfa._constants import REGISTRY_KEYS
 from hyfa.module import fixed_split
 
 from ._donors import default_calibrate
+from ._ensemble import on_cpu
 from ._validation import _preview, check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -334,7 +335,7 @@ class CalibrationMixin:
                 **train_kwargs,
             )
             copy._calibration_sums(fold, n_source_draws, batch_size, sums, used, fold=(k, n_folds))
-            states.append({k: v.detach().cpu() for k, v in copy.module.state_dict().items()})  # free the copy
+            states.append(on_cpu(copy.module.state_dict()))  # the copy's device memory is freed with it
         table = self._set_calibration(sums, used, min_donors, tolerance_se, len(names))
         self._set_ensemble(states if ensemble else None)
         return table

@@ -36,6 +36,11 @@ def combine(predictions: list[dict[str, torch.Tensor | None]]) -> dict[str, torc
     return out
 
 
+def on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Return a module's ``state`` dict with every tensor detached and on the CPU."""
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
 class EnsembleMixin:
     """The ensemble of :class:`~hyfa.HYFA`'s cross-fitting copies (``fold_models_``), used by its predictions."""
 
@@ -46,9 +51,7 @@ class EnsembleMixin:
 
     def _set_ensemble(self, states: list[dict[str, torch.Tensor]] | None) -> None:
         """Keep the copies' state dicts ``states`` (``None``: none) as the ensemble, on the CPU; free built members."""
-        self.fold_models_ = (
-            None if not states else [{k: v.detach().cpu() for k, v in s.items()} for s in states]
-        )
+        self.fold_models_ = [on_cpu(state) for state in states] if states else None
         self._fold_modules = None
 
     @property
@@ -82,5 +85,4 @@ class EnsembleMixin:
         calibration = self.module.calibration.state_dict()
         for member in cached[1]:
             member.calibration.load_state_dict(calibration)
-            member.eval()
         return [self.module, *cached[1]]
